@@ -1,0 +1,69 @@
+//! Metric names of `cdc` (documented in `docs/metrics.md`).
+
+pub const EVENTS_PUBLISHED: &str = "cdc_events_published_total";
+pub const PUBLISHED_BYTES: &str = "cdc_published_bytes_total";
+pub const TRANSACTIONS: &str = "cdc_transactions_total";
+pub const IN_FLIGHT: &str = "cdc_in_flight_messages";
+pub const PRODUCE_LATENCY: &str = "cdc_produce_latency_seconds";
+pub const CONFIRMED_LSN: &str = "cdc_confirmed_lsn";
+pub const REPLICATION_LAG_BYTES: &str = "cdc_replication_lag_bytes";
+pub const SLOT_RETAINED_WAL_BYTES: &str = "cdc_slot_retained_wal_bytes";
+pub const ERRORS: &str = "cdc_errors_total";
+pub const STREAMING: &str = "cdc_streaming";
+
+/// Histogram buckets by metric-name suffix.
+pub const BUCKETS: &[(&str, &[f64])] = &[(
+    "_seconds",
+    &[
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ],
+)];
+
+/// Registers descriptions once at start-up.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        EVENTS_PUBLISHED,
+        "Row change events acknowledged by Kafka, by op and table"
+    );
+    describe_counter!(
+        PUBLISHED_BYTES,
+        Unit::Bytes,
+        "Bytes of event payloads acknowledged by Kafka"
+    );
+    describe_counter!(
+        TRANSACTIONS,
+        "Source transactions fully handed to Kafka (commit seen)"
+    );
+    describe_gauge!(
+        IN_FLIGHT,
+        "Messages handed to Kafka and not yet acknowledged"
+    );
+    describe_histogram!(
+        PRODUCE_LATENCY,
+        Unit::Seconds,
+        "Time from handing a message to Kafka to its acknowledgement"
+    );
+    describe_gauge!(
+        CONFIRMED_LSN,
+        "Last LSN confirmed to PostgreSQL as flushed (as a number)"
+    );
+    describe_gauge!(
+        REPLICATION_LAG_BYTES,
+        Unit::Bytes,
+        "Server WAL position minus the confirmed position"
+    );
+    describe_gauge!(
+        SLOT_RETAINED_WAL_BYTES,
+        Unit::Bytes,
+        "WAL the slot keeps on the server (current position minus restart_lsn)"
+    );
+    describe_counter!(
+        ERRORS,
+        "Errors by kind; retryable ones are followed by a reconnect"
+    );
+    describe_gauge!(
+        STREAMING,
+        "1 while streaming from PostgreSQL into Kafka, 0 otherwise"
+    );
+}

@@ -1,0 +1,194 @@
+//! Handing events to Kafka: an idempotent producer with `acks=all`, and the topic it writes.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use shared::{FORMAT_HEADER, FORMAT_VERSION};
+
+use crate::config::Config;
+use crate::error::CdcError;
+
+/// A producer bound to one topic.
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    partitions: i32,
+}
+
+fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> CdcError {
+    let context = context.into();
+    move |source| CdcError::Kafka { context, source }
+}
+
+/// librdkafka settings shared by the producer and the admin client.
+fn client_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.kafka_brokers)
+        .set("client.id", "cascade-cdc")
+        .set("allow.auto.create.topics", "false")
+        .set("socket.keepalive.enable", "true")
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "5000");
+    c
+}
+
+impl Publisher {
+    /// Creates the producer and makes sure the topic exists, waiting for Kafka up to `timeout`.
+    pub async fn connect(
+        config: &Config,
+        topic: String,
+        timeout: Duration,
+    ) -> Result<Self, CdcError> {
+        let queue_messages = (config.max_in_flight * 2).clamp(1000, 10_000_000);
+        let producer: FutureProducer = client_config(config)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", config.kafka_linger.as_millis().to_string())
+            .set("batch.size", config.kafka_batch_size.to_string())
+            .set(
+                "message.timeout.ms",
+                config.kafka_message_timeout.as_millis().to_string(),
+            )
+            .set("queue.buffering.max.messages", queue_messages.to_string())
+            .set("queue.buffering.max.kbytes", "262144")
+            .create()
+            .map_err(kafka("cannot create the producer"))?;
+        let partitions = ensure_topic(config, &producer, &topic, timeout).await?;
+        Ok(Publisher {
+            producer,
+            topic,
+            partitions,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn partitions(&self) -> i32 {
+        self.partitions
+    }
+
+    /// Hands one message to the producer. `Err(QueueFull)` means: wait for acknowledgements, then retry.
+    pub fn send(
+        &self,
+        partition: i32,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<DeliveryFuture, KafkaError> {
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: FORMAT_HEADER,
+            value: Some(FORMAT_VERSION),
+        });
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
+            .partition(partition)
+            .payload(payload)
+            .headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.producer.send_result(record).map_err(|(e, _)| e)
+    }
+
+    /// Waits until everything handed over is acknowledged (or `timeout`).
+    pub async fn flush(&self, timeout: Duration) -> Result<(), CdcError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .map_err(|e| CdcError::Protocol(format!("flush task failed: {e}")))?
+            .map_err(kafka("flushing the producer"))
+    }
+}
+
+/// True when the producer's queue is full and the caller should wait for acknowledgements.
+pub fn is_queue_full(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+    )
+}
+
+/// Creates `topic` if missing and returns its partition count.
+async fn ensure_topic(
+    config: &Config,
+    producer: &FutureProducer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, CdcError> {
+    if let Some(n) = partition_count(producer, topic, timeout).await? {
+        if n != config.topic_partitions {
+            tracing::info!(
+                topic,
+                partitions = n,
+                "topic exists; keeping its partition count"
+            );
+        }
+        return Ok(n);
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(config)
+        .create()
+        .map_err(kafka("cannot create the admin client"))?;
+    let new = NewTopic::new(
+        topic,
+        config.topic_partitions,
+        TopicReplication::Fixed(config.topic_replication_factor),
+    );
+    let results = admin
+        .create_topics(
+            [&new],
+            &AdminOptions::new().operation_timeout(Some(timeout)),
+        )
+        .await
+        .map_err(kafka(format!("creating topic {topic}")))?;
+    for result in results {
+        match result {
+            Ok(_) => tracing::info!(topic, partitions = config.topic_partitions, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(CdcError::Kafka {
+                    context: format!("creating topic {topic}"),
+                    source: KafkaError::AdminOp(code),
+                })
+            }
+        }
+    }
+    // Metadata can lag behind creation for a moment.
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(n) = partition_count(producer, topic, timeout).await? {
+            return Ok(n);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CdcError::Kafka {
+                context: format!("topic {topic} does not appear in metadata after creation"),
+                source: KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn partition_count(
+    producer: &FutureProducer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<i32>, CdcError> {
+    let producer = producer.clone();
+    let name = topic.to_owned();
+    let metadata =
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&name), timeout))
+            .await
+            .map_err(|e| CdcError::Protocol(format!("metadata task failed: {e}")))?
+            .map_err(kafka(format!("fetching metadata of topic {topic}")))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len() as i32))
+}
