@@ -86,8 +86,11 @@ pub fn wal2json_options(numeric_as_string: bool) -> Vec<(&'static str, &'static 
 }
 
 /// Session settings pinned on the replication connection, so values print the same whatever the
-/// server's defaults: ISO dates, UTC times, `postgres` intervals, shortest exact floats.
+/// server's defaults: ISO dates, UTC times, `postgres` intervals, shortest exact floats, and an empty
+/// `search_path` so type names come schema-qualified (`public.mood`) and no user schema can shadow a
+/// function the output plugin calls (pg_recvlogical does the same).
 pub const PINNED_SETTINGS: &[(&str, &str)] = &[
+    ("search_path", ""),
     ("DateStyle", "ISO, YMD"),
     ("TimeZone", "UTC"),
     ("IntervalStyle", "postgres"),

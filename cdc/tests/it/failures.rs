@@ -1,0 +1,163 @@
+//! cdc refuses bad set-ups with a clear message and a non-zero exit.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn bad_url_names_the_flag() {
+    let (code, err) = run_cdc_to_exit(
+        &[
+            "--source-url",
+            "not a url",
+            "--kafka-brokers",
+            "127.0.0.1:1",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--source-url"), "{err}");
+    let (code, err) = run_cdc_to_exit(
+        &[
+            "--source-url",
+            "postgres://u@h/db",
+            "--kafka-brokers",
+            "127.0.0.1:1",
+            "--slot",
+            "Not-Valid",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--slot/CDC_SLOT"), "{err}");
+}
+
+#[test]
+fn unreachable_host_gives_up_after_the_retry_budget() {
+    let port = free_port(); // nothing listens there
+    let url = format!("postgres://postgres:x@127.0.0.1:{port}/db");
+    let (code, err) = run_cdc_to_exit(
+        &[
+            "--source-url",
+            &url,
+            "--kafka-brokers",
+            "127.0.0.1:1",
+            "--retry-budget",
+            "2s",
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("gave up after retrying"), "{err}");
+    assert!(
+        err.contains(&format!("cannot reach PostgreSQL at 127.0.0.1:{port}/db")),
+        "{err}"
+    );
+    assert!(
+        err.contains("waiting for PostgreSQL"),
+        "retries are not announced: {err}"
+    );
+    assert!(!err.contains(":x@"), "password leaked: {err}");
+}
+
+#[test]
+fn wal_level_not_logical_is_named_with_the_fix() {
+    let s = services();
+    // The replica instance of the local services runs with wal_level = replica.
+    let (code, err) = run_cdc_to_exit(
+        &[
+            "--source-url",
+            &s.replica_pg_url,
+            "--kafka-brokers",
+            &s.kafka,
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("wal_level is \"replica\""), "{err}");
+    assert!(err.contains("wal_level = logical"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_wal2json_is_named_with_the_fix() {
+    let s = services();
+    let db = unique("nowal2json");
+    let db_url = create_db(&s, &db).await;
+    // Make the library unloadable for this database only: its sessions (and walsenders) search an empty
+    // directory for shared libraries, so loading wal2json fails exactly as on a server without it.
+    let admin = connect(&s.source_url).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{db}\" SET dynamic_library_path = '/nonexistent-cascade-test'"
+        ))
+        .await
+        .unwrap();
+    let (code, err) = run_cdc_to_exit(
+        &[
+            "--source-url",
+            &db_url,
+            "--kafka-brokers",
+            &s.kafka,
+            "--slot",
+            "nowal",
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("wal2json output plugin is not installed"),
+        "{err}"
+    );
+    assert!(err.contains("postgresql-15-wal2json"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_with_another_plugin_is_never_recreated() {
+    let s = services();
+    let db = unique("otherplugin");
+    let db_url = create_db(&s, &db).await;
+    let c = connect(&db_url).await;
+    let slot = unique("slot");
+    c.query_one(
+        "SELECT pg_create_logical_replication_slot($1, 'test_decoding')",
+        &[&slot],
+    )
+    .await
+    .unwrap();
+    let (code, err) = run_cdc_to_exit(
+        &[
+            "--source-url",
+            &db_url,
+            "--kafka-brokers",
+            &s.kafka,
+            "--slot",
+            &slot,
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("uses the test_decoding output plugin"),
+        "{err}"
+    );
+    let plugin: String = c
+        .query_one(
+            "SELECT plugin FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(plugin, "test_decoding", "the slot was touched");
+    c.query_one("SELECT pg_drop_replication_slot($1)", &[&slot])
+        .await
+        .unwrap();
+}

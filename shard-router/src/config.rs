@@ -1,0 +1,243 @@
+//! Command-line and environment configuration of `shard-router`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use clap::Parser;
+use shared::telemetry::LogFormat;
+
+/// Consumes one shard's Kafka topic (<prefix>.<shard>) in the consumer group
+/// <prefix>.<shard>.<replica-name> and applies the changes to one SQL replica.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "shard-router", version, about, long_about = None)]
+pub struct Config {
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: String,
+
+    /// Prefix of the topics cdc writes (<prefix>.<shard>).
+    #[arg(long, env = "TOPIC_PREFIX", default_value = "cascade")]
+    pub topic_prefix: String,
+
+    /// The shard this router serves.
+    #[arg(long, env = "ROUTER_SHARD", default_value = "main")]
+    pub shard: String,
+
+    /// The replica: mysql://user:pass@host:port/db, sqlite://path/to/file.db or
+    /// postgres://user:pass@host:port/db. The password is never logged.
+    #[arg(long, env = "ROUTER_REPLICA_URL")]
+    pub replica_url: ReplicaUrl,
+
+    /// Name of the replica in the consumer group id; defaults to <scheme>-<database>.
+    #[arg(long, env = "ROUTER_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+
+    /// Address of the HTTP endpoint serving /healthz, /readyz and /metrics.
+    #[arg(long, env = "ROUTER_HTTP_ADDR", default_value = "0.0.0.0:9101")]
+    pub http_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// A configuration value that is wrong, with the flag and variable that carry it.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl Config {
+    /// Checks what clap's types cannot; the error names the offending flag and variable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        };
+        if self.kafka_brokers.split(',').all(|b| b.trim().is_empty()) {
+            return Err(ConfigError {
+                field: "--kafka-brokers/KAFKA_BROKERS",
+                reason: "no broker given".into(),
+            });
+        }
+        if !name_ok(&self.topic_prefix) {
+            return Err(ConfigError {
+                field: "--topic-prefix/TOPIC_PREFIX",
+                reason: format!(
+                    "{:?} does not make a valid Kafka topic name",
+                    self.topic_prefix
+                ),
+            });
+        }
+        if !name_ok(&self.shard) {
+            return Err(ConfigError {
+                field: "--shard/ROUTER_SHARD",
+                reason: format!(
+                    "{:?} is not a valid shard name (a-z, A-Z, 0-9, '.', '_', '-')",
+                    self.shard
+                ),
+            });
+        }
+        if let Some(name) = &self.replica_name {
+            if !name_ok(name) {
+                return Err(ConfigError {
+                    field: "--replica-name/ROUTER_REPLICA_NAME",
+                    reason: format!("{name:?} is not a valid name (a-z, A-Z, 0-9, '.', '_', '-')"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `<prefix>.<shard>`.
+    pub fn topic(&self) -> String {
+        format!("{}.{}", self.topic_prefix, self.shard)
+    }
+
+    /// `<prefix>.<shard>.<replica-name>`.
+    pub fn group_id(&self) -> String {
+        let name = self
+            .replica_name
+            .clone()
+            .unwrap_or_else(|| self.replica_url.default_name());
+        format!("{}.{}.{}", self.topic_prefix, self.shard, name)
+    }
+}
+
+/// Which engine a replica URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    MySql,
+    Sqlite,
+    Postgres,
+}
+
+/// A replica URL; `Debug`/`Display` never show the password.
+#[derive(Clone)]
+pub struct ReplicaUrl {
+    url: url::Url,
+    pub dialect: Dialect,
+}
+
+impl ReplicaUrl {
+    /// The URL with its password, for connecting.
+    pub fn expose(&self) -> &str {
+        self.url.as_str()
+    }
+
+    fn default_name(&self) -> String {
+        let scheme = match self.dialect {
+            Dialect::MySql => "mysql",
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        };
+        let db = self
+            .url
+            .path_segments()
+            .and_then(|mut s| s.next_back().map(str::to_owned))
+            .unwrap_or_default();
+        let db: String = db
+            .trim_end_matches(".db")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if db.is_empty() {
+            scheme.to_owned()
+        } else {
+            format!("{scheme}-{db}")
+        }
+    }
+}
+
+impl FromStr for ReplicaUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let url = url::Url::parse(s).map_err(|e| format!("invalid URL: {e}"))?;
+        let dialect = match url.scheme() {
+            "mysql" | "mariadb" => Dialect::MySql,
+            "sqlite" => Dialect::Sqlite,
+            "postgres" | "postgresql" => Dialect::Postgres,
+            other => {
+                return Err(format!(
+                    "unsupported scheme {other:?}: use mysql://, sqlite:// or postgres://"
+                ))
+            }
+        };
+        Ok(ReplicaUrl { url, dialect })
+    }
+}
+
+impl fmt::Display for ReplicaUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.url.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        f.write_str(shown.as_str())
+    }
+}
+
+impl fmt::Debug for ReplicaUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReplicaUrl({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Config {
+        let mut args = vec![
+            "shard-router",
+            "--kafka-brokers",
+            "k:9092",
+            "--replica-url",
+            "mysql://u:secret@h:3306/app",
+        ];
+        args.extend_from_slice(extra);
+        Config::try_parse_from(args).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_group_id() {
+        let c = parse(&[]);
+        assert_eq!(c.shard, "main");
+        assert_eq!(c.http_addr.to_string(), "0.0.0.0:9101");
+        assert_eq!(c.topic(), "cascade.main");
+        assert_eq!(c.group_id(), "cascade.main.mysql-app");
+        assert_eq!(
+            parse(&["--replica-name", "r1", "--shard", "a"]).group_id(),
+            "cascade.a.r1"
+        );
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn password_is_hidden_and_scheme_checked() {
+        let c = parse(&[]);
+        assert!(!format!("{c:?} {}", c.replica_url).contains("secret"));
+        assert!("oracle://x".parse::<ReplicaUrl>().is_err());
+        assert_eq!(
+            "sqlite:///tmp/r.db".parse::<ReplicaUrl>().unwrap().dialect,
+            Dialect::Sqlite
+        );
+    }
+
+    #[test]
+    fn invalid_shard_names_the_field() {
+        let e = parse(&["--shard", "a b"]).validate().unwrap_err();
+        assert_eq!(e.field, "--shard/ROUTER_SHARD");
+    }
+}
