@@ -1,4 +1,4 @@
-#![allow(unreachable_pub)]
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 //! Integration tests of `cdc` against the real local services (`scripts/services.sh up`).
 
 mod capture;
