@@ -89,6 +89,8 @@ install_missing() {
   command -v prometheus >/dev/null || pkgs+=(prometheus)
   command -v sqlite3 >/dev/null || pkgs+=(sqlite3)
   command -v python3 >/dev/null || pkgs+=(python3)
+  command -v curl >/dev/null || pkgs+=(curl)
+  command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
   command -v runuser >/dev/null || pkgs+=(util-linux)
   if [ "${#pkgs[@]}" -gt 0 ]; then apt_install "${pkgs[@]}"; fi
   install_tansu

@@ -16,7 +16,7 @@ use shared::telemetry::LogFormat;
 pub struct Config {
     /// PostgreSQL source, as a URL: postgres://user:password@host:port/database. The user needs the
     /// REPLICATION attribute. The password is never logged.
-    #[arg(long, env = "CDC_SOURCE_URL")]
+    #[arg(long, env = "CDC_SOURCE_URL", hide_env_values = true)]
     pub source_url: SourceUrl,
 
     /// Name of the logical replication slot (created with the wal2json plugin if missing).

@@ -26,7 +26,7 @@ pub struct Config {
 
     /// The replica: mysql://user:pass@host:port/db, sqlite://path/to/file.db or
     /// postgres://user:pass@host:port/db. The password is never logged.
-    #[arg(long, env = "ROUTER_REPLICA_URL")]
+    #[arg(long, env = "ROUTER_REPLICA_URL", hide_env_values = true)]
     pub replica_url: ReplicaUrl,
 
     /// Name of the replica in the consumer group id; defaults to <scheme>-<database>.

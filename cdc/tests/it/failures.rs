@@ -161,3 +161,28 @@ async fn slot_with_another_plugin_is_never_recreated() {
         .await
         .unwrap();
 }
+
+#[test]
+fn help_lists_every_flag_with_its_variable_and_hides_secrets() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cdc"))
+        .arg("--help")
+        .env("CDC_SOURCE_URL", "postgres://u:topsecret@h/db")
+        .output()
+        .expect("cdc --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (flag, var) in [
+        ("--source-url", "CDC_SOURCE_URL"),
+        ("--slot", "CDC_SLOT"),
+        ("--kafka-brokers", "KAFKA_BROKERS"),
+        ("--topic-prefix", "TOPIC_PREFIX"),
+        ("--http-addr", "CDC_HTTP_ADDR"),
+        ("--topic-partitions", "CDC_TOPIC_PARTITIONS"),
+        ("--max-in-flight", "CDC_MAX_IN_FLIGHT"),
+        ("--retry-budget", "CDC_RETRY_BUDGET"),
+    ] {
+        assert!(help.contains(flag) && help.contains(&format!("[env: {var}")), "--help lacks {flag} / {var}:\n{help}");
+    }
+    assert!(help.contains("[default: cascade]") && help.contains("[default: 0.0.0.0:9100]"), "{help}");
+    assert!(!help.contains("topsecret"), "--help shows the password");
+}
