@@ -15,7 +15,9 @@ use shared::{Action, ChangeEvent};
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        anyhow::bail!("usage: topic_summary <brokers> <topic> [expected-row-changes] [timeout-secs]");
+        anyhow::bail!(
+            "usage: topic_summary <brokers> <topic> [expected-row-changes] [timeout-secs]"
+        );
     }
     let (brokers, topic) = (&args[1], &args[2]);
     let expected: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
@@ -61,7 +63,9 @@ fn main() -> anyhow::Result<()> {
                     }
                     a if a.is_row_change() => {
                         rows += 1;
-                        *per_table.entry((ev.qualified_table().unwrap_or_default(), a.as_str())).or_default() += 1;
+                        *per_table
+                            .entry((ev.qualified_table().unwrap_or_default(), a.as_str()))
+                            .or_default() += 1;
                     }
                     _ => {}
                 }
@@ -70,7 +74,10 @@ fn main() -> anyhow::Result<()> {
             None => {}
         }
     }
-    println!("topic {topic}: {} messages, {bytes} bytes, {partitions} partitions", per_partition.iter().sum::<usize>());
+    println!(
+        "topic {topic}: {} messages, {bytes} bytes, {partitions} partitions",
+        per_partition.iter().sum::<usize>()
+    );
     println!("  messages per partition: {per_partition:?}");
     println!("  source transactions: {}", commits.len());
     println!("  row changes: {rows}");
@@ -79,7 +86,9 @@ fn main() -> anyhow::Result<()> {
         println!("  {table:<32} {op:>4} {n:>8}");
     }
     if rows < expected {
-        anyhow::bail!("only {rows} of {expected} expected row changes reached Kafka within {timeout:?}");
+        anyhow::bail!(
+            "only {rows} of {expected} expected row changes reached Kafka within {timeout:?}"
+        );
     }
     Ok(())
 }

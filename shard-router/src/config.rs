@@ -42,13 +42,7 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// A configuration value that is wrong, with the flag and variable that carry it.
-#[derive(Debug, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct ConfigError {
-    pub field: &'static str,
-    pub reason: String,
-}
+pub use shared::config::ConfigError;
 
 impl Config {
     /// Checks what clap's types cannot; the error names the offending flag and variable.

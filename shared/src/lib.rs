@@ -2,6 +2,7 @@
 //! telemetry setup, the HTTP health/metrics endpoint and shutdown signalling.
 
 pub mod backoff;
+pub mod config;
 pub mod event;
 pub mod health;
 pub mod lsn;

@@ -181,8 +181,14 @@ fn help_lists_every_flag_with_its_variable_and_hides_secrets() {
         ("--max-in-flight", "CDC_MAX_IN_FLIGHT"),
         ("--retry-budget", "CDC_RETRY_BUDGET"),
     ] {
-        assert!(help.contains(flag) && help.contains(&format!("[env: {var}")), "--help lacks {flag} / {var}:\n{help}");
+        assert!(
+            help.contains(flag) && help.contains(&format!("[env: {var}")),
+            "--help lacks {flag} / {var}:\n{help}"
+        );
     }
-    assert!(help.contains("[default: cascade]") && help.contains("[default: 0.0.0.0:9100]"), "{help}");
+    assert!(
+        help.contains("[default: cascade]") && help.contains("[default: 0.0.0.0:9100]"),
+        "{help}"
+    );
     assert!(!help.contains("topsecret"), "--help shows the password");
 }
