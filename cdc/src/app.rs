@@ -19,7 +19,7 @@ use crate::decode::decode;
 use crate::error::CdcError;
 use crate::metrics as m;
 use crate::progress::{Progress, TxnId};
-use crate::publish::{is_queue_full, Publisher};
+use crate::publish::{is_queue_full, is_too_large, Publisher};
 use crate::replication::client::{PgReplicationClient, ServerErrorOr};
 use crate::replication::{
     slot, wal2json_options, ReplicationMessage, ReplicationStream, StandbyStatus,
@@ -563,6 +563,18 @@ impl<'a> Pump<'a> {
                     Some(ack) => self.on_ack(ack)?,
                     None => tokio::time::sleep(Duration::from_millis(10)).await,
                 },
+                Err(e) if is_too_large(&e) => {
+                    let event = ChangeEvent::from_json(&payload).ok();
+                    return Err(CdcError::MessageTooLarge {
+                        action: event.as_ref().map_or("?", |e| e.action.as_str()),
+                        table: event
+                            .as_ref()
+                            .and_then(ChangeEvent::qualified_table)
+                            .unwrap_or_default(),
+                        lsn: event.and_then(|e| e.lsn).unwrap_or(Lsn::ZERO),
+                        bytes: payload.len(),
+                    });
+                }
                 Err(source) => {
                     return Err(CdcError::Kafka {
                         context: format!("producing to {}", self.publisher.topic()),

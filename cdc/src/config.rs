@@ -51,6 +51,11 @@ pub struct Config {
     #[arg(long, env = "KAFKA_BATCH_SIZE", default_value_t = 1_000_000)]
     pub kafka_batch_size: u32,
 
+    /// Largest message the producer sends (librdkafka message.max.bytes); the broker's and topic's
+    /// limits must allow it too. A bigger event stops cdc with an error naming it.
+    #[arg(long, env = "KAFKA_MAX_MESSAGE_BYTES", default_value_t = 1_000_000)]
+    pub kafka_max_message_bytes: u32,
+
     /// How long the producer keeps retrying one message before the session restarts from the last
     /// confirmed position (librdkafka message.timeout.ms).
     #[arg(long, env = "KAFKA_MESSAGE_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
@@ -163,6 +168,12 @@ impl Config {
             return Err(field_error(
                 "--kafka-message-timeout/KAFKA_MESSAGE_TIMEOUT",
                 "must be at least 1s",
+            ));
+        }
+        if !(1000..=1_000_000_000).contains(&self.kafka_max_message_bytes) {
+            return Err(field_error(
+                "--kafka-max-message-bytes/KAFKA_MAX_MESSAGE_BYTES",
+                "must be between 1000 and 1000000000",
             ));
         }
         if self.kafka_linger > Duration::from_secs(5) {

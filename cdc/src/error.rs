@@ -69,6 +69,14 @@ pub enum CdcError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// One event is larger than Kafka accepts; it cannot be published and is never skipped.
+    #[error("the {action} event of {table} at {lsn} is {bytes} bytes, more than --kafka-max-message-bytes allows; raise it (and the broker and topic limits, message.max.bytes and max.message.bytes)")]
+    MessageTooLarge {
+        action: &'static str,
+        table: String,
+        lsn: Lsn,
+        bytes: usize,
+    },
     /// The replication stream ended without being asked to.
     #[error("the source ended the replication stream")]
     StreamEnded,
@@ -115,6 +123,7 @@ impl CdcError {
             | CdcError::PluginNotAllowed { .. }
             | CdcError::SlotUnusable { .. }
             | CdcError::Decode { .. }
+            | CdcError::MessageTooLarge { .. }
             | CdcError::GaveUp { .. }
             | CdcError::Http(_)
             | CdcError::Metrics(_) => false,
@@ -133,7 +142,7 @@ impl CdcError {
             | CdcError::PluginNotAllowed { .. }
             | CdcError::SlotUnusable { .. } => "source_config",
             CdcError::SlotBusy { .. } => "slot_busy",
-            CdcError::Decode { .. } => "decode",
+            CdcError::Decode { .. } | CdcError::MessageTooLarge { .. } => "decode",
             CdcError::Kafka { .. } => "kafka",
             CdcError::Delivery { .. } => "delivery",
             CdcError::StreamEnded => "stream_ended",

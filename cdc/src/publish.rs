@@ -52,11 +52,16 @@ impl Publisher {
             .set("linger.ms", config.kafka_linger.as_millis().to_string())
             .set("batch.size", config.kafka_batch_size.to_string())
             .set(
+                "message.max.bytes",
+                config.kafka_max_message_bytes.to_string(),
+            )
+            .set(
                 "message.timeout.ms",
                 config.kafka_message_timeout.as_millis().to_string(),
             )
             .set("queue.buffering.max.messages", queue_messages.to_string())
-            .set("queue.buffering.max.kbytes", "262144")
+            // Bounds the producer's memory (with --max-in-flight bounding the message count).
+            .set("queue.buffering.max.kbytes", "32768")
             .create()
             .map_err(kafka("cannot create the producer"))?;
         let partitions = ensure_topic(config, &producer, &topic, timeout).await?;
@@ -111,6 +116,14 @@ pub fn is_queue_full(e: &KafkaError) -> bool {
     matches!(
         e,
         KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+    )
+}
+
+/// True when a message exceeds the producer's `message.max.bytes`.
+pub fn is_too_large(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)
     )
 }
 

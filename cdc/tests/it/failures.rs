@@ -192,3 +192,53 @@ fn help_lists_every_flag_with_its_variable_and_hides_secrets() {
     );
     assert!(!help.contains("topsecret"), "--help shows the password");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_event_stops_cdc_and_is_never_skipped() {
+    let s = services();
+    let db = unique("oversized");
+    let db_url = create_db(&s, &db).await;
+    let c = connect(&db_url).await;
+    c.batch_execute("CREATE TABLE blobs (id integer PRIMARY KEY, body text)")
+        .await
+        .unwrap();
+    let slot = unique("cdc");
+    let prefix = unique("big");
+    let mut cdc = Cdc::start(
+        &s,
+        &db_url,
+        &slot,
+        &prefix,
+        &["--kafka-max-message-bytes", "100000"],
+    );
+    cdc.wait_ready(Duration::from_secs(60));
+    c.batch_execute(
+        "INSERT INTO blobs SELECT 1, string_agg(md5(g::text), '') FROM generate_series(1, 10000) g",
+    )
+    .await
+    .unwrap();
+    let code = cdc.wait_exit(Duration::from_secs(30));
+    let log = cdc.log_text();
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("public.blobs") && log.contains("--kafka-max-message-bytes"),
+        "{log}"
+    );
+    // The slot did not move past the event: a restart with a higher limit publishes it.
+    let mut cdc = Cdc::start(
+        &s,
+        &db_url,
+        &slot,
+        &prefix,
+        &["--kafka-max-message-bytes", "1000000"],
+    );
+    cdc.wait_ready(Duration::from_secs(60));
+    let mut reader =
+        TopicReader::open(&s.kafka, &format!("{prefix}.main"), Duration::from_secs(30));
+    reader.read_until(
+        Duration::from_secs(30),
+        "the oversized insert after raising the limit",
+        |m| row_changes(m) == 1,
+    );
+    assert_eq!(cdc.terminate(Duration::from_secs(30)), 0);
+}

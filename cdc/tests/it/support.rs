@@ -194,6 +194,22 @@ impl Cdc {
         let _ = self.child.wait();
     }
 
+    /// Waits for the process to exit by itself and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cdc still running after {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub fn terminate(&mut self, timeout: Duration) -> i32 {
         let pid = self.child.id().to_string();
