@@ -126,12 +126,7 @@ impl Config {
             ));
         }
         let topic = self.topic(Self::DEFAULT_SHARD);
-        if self.topic_prefix.is_empty()
-            || topic.len() > 249
-            || !topic
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
+        if self.topic_prefix.is_empty() || !shared::config::is_kafka_name(&topic) {
             return Err(field_error(
                 "--topic-prefix/TOPIC_PREFIX",
                 format!(

@@ -47,42 +47,36 @@ pub use shared::config::ConfigError;
 impl Config {
     /// Checks what clap's types cannot; the error names the offending flag and variable.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        };
+        let name_ok = shared::config::is_kafka_name;
         if self.kafka_brokers.split(',').all(|b| b.trim().is_empty()) {
-            return Err(ConfigError {
-                field: "--kafka-brokers/KAFKA_BROKERS",
-                reason: "no broker given".into(),
-            });
+            return Err(ConfigError::new(
+                "--kafka-brokers/KAFKA_BROKERS",
+                "no broker given",
+            ));
         }
         if !name_ok(&self.topic_prefix) {
-            return Err(ConfigError {
-                field: "--topic-prefix/TOPIC_PREFIX",
-                reason: format!(
+            return Err(ConfigError::new(
+                "--topic-prefix/TOPIC_PREFIX",
+                format!(
                     "{:?} does not make a valid Kafka topic name",
                     self.topic_prefix
                 ),
-            });
+            ));
         }
         if !name_ok(&self.shard) {
-            return Err(ConfigError {
-                field: "--shard/ROUTER_SHARD",
-                reason: format!(
+            return Err(ConfigError::new(
+                "--shard/ROUTER_SHARD",
+                format!(
                     "{:?} is not a valid shard name (a-z, A-Z, 0-9, '.', '_', '-')",
                     self.shard
                 ),
-            });
+            ));
         }
-        if let Some(name) = &self.replica_name {
-            if !name_ok(name) {
-                return Err(ConfigError {
-                    field: "--replica-name/ROUTER_REPLICA_NAME",
-                    reason: format!("{name:?} is not a valid name (a-z, A-Z, 0-9, '.', '_', '-')"),
-                });
-            }
+        if let Some(name) = self.replica_name.as_deref().filter(|n| !name_ok(n)) {
+            return Err(ConfigError::new(
+                "--replica-name/ROUTER_REPLICA_NAME",
+                format!("{name:?} is not a valid name (a-z, A-Z, 0-9, '.', '_', '-')"),
+            ));
         }
         Ok(())
     }
@@ -118,11 +112,6 @@ pub struct ReplicaUrl {
 }
 
 impl ReplicaUrl {
-    /// The URL with its password, for connecting.
-    pub fn expose(&self) -> &str {
-        self.url.as_str()
-    }
-
     fn default_name(&self) -> String {
         let scheme = match self.dialect {
             Dialect::MySql => "mysql",

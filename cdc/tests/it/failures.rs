@@ -4,28 +4,29 @@ use std::time::Duration;
 
 use crate::support::*;
 
+/// Runs cdc with a source, brokers and `extra` flags until it exits; returns (exit code, stderr).
+fn run_cdc(source: &str, brokers: &str, extra: &[&str], timeout: Duration) -> (i32, String) {
+    let mut args = vec![
+        "--source-url",
+        source,
+        "--kafka-brokers",
+        brokers,
+        "--http-addr",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    run_cdc_to_exit(&args, timeout)
+}
+
 #[test]
 fn bad_url_names_the_flag() {
-    let (code, err) = run_cdc_to_exit(
-        &[
-            "--source-url",
-            "not a url",
-            "--kafka-brokers",
-            "127.0.0.1:1",
-        ],
-        Duration::from_secs(20),
-    );
+    let (code, err) = run_cdc("not a url", "127.0.0.1:1", &[], Duration::from_secs(20));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--source-url"), "{err}");
-    let (code, err) = run_cdc_to_exit(
-        &[
-            "--source-url",
-            "postgres://u@h/db",
-            "--kafka-brokers",
-            "127.0.0.1:1",
-            "--slot",
-            "Not-Valid",
-        ],
+    let (code, err) = run_cdc(
+        "postgres://u@h/db",
+        "127.0.0.1:1",
+        &["--slot", "Not-Valid"],
         Duration::from_secs(20),
     );
     assert_eq!(code, 2, "{err}");
@@ -36,17 +37,10 @@ fn bad_url_names_the_flag() {
 fn unreachable_host_gives_up_after_the_retry_budget() {
     let port = free_port(); // nothing listens there
     let url = format!("postgres://postgres:x@127.0.0.1:{port}/db");
-    let (code, err) = run_cdc_to_exit(
-        &[
-            "--source-url",
-            &url,
-            "--kafka-brokers",
-            "127.0.0.1:1",
-            "--retry-budget",
-            "2s",
-            "--http-addr",
-            "127.0.0.1:0",
-        ],
+    let (code, err) = run_cdc(
+        &url,
+        "127.0.0.1:1",
+        &["--retry-budget", "2s"],
         Duration::from_secs(30),
     );
     assert_eq!(code, 1, "{err}");
@@ -66,17 +60,7 @@ fn unreachable_host_gives_up_after_the_retry_budget() {
 fn wal_level_not_logical_is_named_with_the_fix() {
     let s = services();
     // The replica instance of the local services runs with wal_level = replica.
-    let (code, err) = run_cdc_to_exit(
-        &[
-            "--source-url",
-            &s.replica_pg_url,
-            "--kafka-brokers",
-            &s.kafka,
-            "--http-addr",
-            "127.0.0.1:0",
-        ],
-        Duration::from_secs(30),
-    );
+    let (code, err) = run_cdc(&s.replica_pg_url, &s.kafka, &[], Duration::from_secs(30));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("wal_level is \"replica\""), "{err}");
     assert!(err.contains("wal_level = logical"), "{err}");
@@ -96,17 +80,10 @@ async fn missing_wal2json_is_named_with_the_fix() {
         ))
         .await
         .unwrap();
-    let (code, err) = run_cdc_to_exit(
-        &[
-            "--source-url",
-            &db_url,
-            "--kafka-brokers",
-            &s.kafka,
-            "--slot",
-            "nowal",
-            "--http-addr",
-            "127.0.0.1:0",
-        ],
+    let (code, err) = run_cdc(
+        &db_url,
+        &s.kafka,
+        &["--slot", "nowal"],
         Duration::from_secs(30),
     );
     assert_eq!(code, 1, "{err}");
@@ -130,17 +107,10 @@ async fn slot_with_another_plugin_is_never_recreated() {
     )
     .await
     .unwrap();
-    let (code, err) = run_cdc_to_exit(
-        &[
-            "--source-url",
-            &db_url,
-            "--kafka-brokers",
-            &s.kafka,
-            "--slot",
-            &slot,
-            "--http-addr",
-            "127.0.0.1:0",
-        ],
+    let (code, err) = run_cdc(
+        &db_url,
+        &s.kafka,
+        &["--slot", &slot],
         Duration::from_secs(30),
     );
     assert_eq!(code, 1, "{err}");
