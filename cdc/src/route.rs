@@ -38,7 +38,8 @@ impl Router {
     /// - `I`/`U`/`D` go to the partition of their key: the primary-key values, or all column values for
     ///   a table without a primary key.
     /// - A `U` whose key changed becomes a `D` under the old key followed by a `U` (an upsert) under the
-    ///   new key, each on its own partition, so the order of every key's changes holds.
+    ///   new key, each on its own partition, so the order of every key's changes holds. In a table without
+    ///   a primary key (keyed by the whole row, `REPLICA IDENTITY FULL`) the second half is an `I`.
     /// - `T` goes to every partition (it affects rows of every key).
     pub fn route(&self, event: ChangeEvent) -> Result<Vec<Routed>, CdcError> {
         let lsn = event.lsn.unwrap_or(Lsn::ZERO);
@@ -64,6 +65,10 @@ impl Router {
                         delete.columns = None;
                         let mut upsert = event;
                         upsert.identity = None;
+                        // Without a primary key there is nothing to upsert by: the new row is an insert.
+                        if upsert.pk.as_deref().unwrap_or(&[]).is_empty() {
+                            upsert.action = Action::Insert;
+                        }
                         Ok(vec![
                             self.to_key(old_key, delete),
                             self.to_key(new_key, upsert),
@@ -205,6 +210,18 @@ mod tests {
             Router::new(8).route(e).unwrap()[0].key.as_deref(),
             Some(&b"[1,null]"[..])
         );
+    }
+
+    #[test]
+    fn update_of_a_table_without_primary_key_becomes_delete_then_insert() {
+        let e = ev(
+            r#"{"action":"U","schema":"s","table":"t","columns":[{"name":"a","type":"integer","value":2}],"identity":[{"name":"a","type":"integer","value":1}]}"#,
+        );
+        let r = Router::new(8).route(e).unwrap();
+        let actions: Vec<Action> = r.iter().map(|r| r.event.action).collect();
+        assert_eq!(actions, vec![Action::Delete, Action::Insert]);
+        assert_eq!(r[0].key.as_deref(), Some(&b"[1]"[..]));
+        assert!(r[1].event.identity.is_none());
     }
 
     #[test]
