@@ -4,3 +4,5 @@
 //! (see the README).
 
 pub mod config;
+pub mod pgarray;
+pub mod types;
