@@ -1,0 +1,238 @@
+use super::*;
+use crate::types::ValueKind;
+use Dialect::*;
+
+fn ev(json: &str) -> ChangeEvent {
+    ChangeEvent::from_json(json.as_bytes()).unwrap()
+}
+
+const PK_ID: &str = r#""pk":[{"name":"id","type":"integer","typeoid":23}]"#;
+
+fn insert(table: &str, columns: &str) -> ChangeEvent {
+    ev(&format!(
+        r#"{{"action":"I","schema":"public","table":"{table}","columns":[{columns}],{PK_ID}}}"#
+    ))
+}
+
+const ID: &str = r#"{"name":"id","type":"integer","typeoid":23,"value":1}"#;
+const S: &str = r#"{"name":"s","type":"text","typeoid":25,"value":"x"}"#;
+const N: &str = r#"{"name":"n","type":"numeric(30,10)","typeoid":1700,"value":1.5}"#;
+
+fn catalog(d: Dialect) -> Catalog {
+    Catalog::new(d, mysql::MARIADB_COLLATION).unwrap()
+}
+
+fn names(def: &TableDef) -> Vec<&str> {
+    def.columns.iter().map(|c| c.name.as_str()).collect()
+}
+
+#[test]
+fn creates_a_new_table_with_schema_on_postgres() {
+    let mut c = catalog(Postgres);
+    let e = ev(&format!(
+        r#"{{"action":"I","schema":"app","table":"t","columns":[{ID},{S}],{PK_ID}}}"#
+    ));
+    assert!(c.needs_ddl(&e));
+    let ddl = c.reconcile(&e, None).unwrap();
+    assert_eq!(
+        ddl,
+        [
+            "CREATE SCHEMA IF NOT EXISTS \"app\"",
+            "CREATE TABLE IF NOT EXISTS \"app\".\"t\" (\"id\" integer NOT NULL, \"s\" text, PRIMARY KEY (\"id\"))",
+        ]
+    );
+    assert!(!c.needs_ddl(&e));
+    let def = c.lookup(&TableName::new("app", "t")).unwrap();
+    assert_eq!((names(def), def.pk.clone()), (vec!["id", "s"], vec![0]));
+    assert_eq!(c.dialect(), Postgres);
+}
+
+#[test]
+fn maps_key_columns_for_mysql() {
+    let mut c = catalog(MySql);
+    let e = ev(&format!(
+        r#"{{"action":"I","schema":"public","table":"t","columns":[{S},{N}],"pk":[{{"name":"s","type":"text","typeoid":25}}]}}"#
+    ));
+    let ddl = c.reconcile(&e, None).unwrap();
+    assert_eq!(
+        ddl,
+        ["CREATE TABLE IF NOT EXISTS `t` (`s` VARCHAR(255) NOT NULL, `n` DECIMAL(30,10), PRIMARY KEY (`s`)) \
+          ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin"]
+    );
+}
+
+#[test]
+fn adds_new_columns_and_never_drops_missing_ones() {
+    let mut c = catalog(Sqlite);
+    c.reconcile(&insert("t", &format!("{ID},{S}")), None)
+        .unwrap();
+    // An update without the TOASTed `s`: nothing to do, `s` stays.
+    let toast = insert("t", ID);
+    assert!(!c.needs_ddl(&toast));
+    assert_eq!(c.reconcile(&toast, None).unwrap(), Vec::<String>::new());
+    let later = insert("t", &format!("{ID},{N}"));
+    assert!(c.needs_ddl(&later));
+    assert_eq!(
+        c.reconcile(&later, None).unwrap(),
+        ["ALTER TABLE \"t\" ADD COLUMN \"n\" TEXT"]
+    );
+    let def = c.lookup(&TableName::new("public", "t")).unwrap();
+    assert_eq!(names(def), ["id", "s", "n"]);
+    assert_eq!(def.columns[2].ty.kind, ValueKind::Numeric { limit: None });
+    assert!(!c.needs_ddl(&later));
+}
+
+#[test]
+fn uses_the_replicas_existing_columns() {
+    // The table exists on the replica (say after a restart) with `ID` and `s`: only `n` is added, and
+    // MySQL matches column names case-insensitively.
+    let mut c = catalog(MySql);
+    let existing = ["ID".to_owned(), "s".to_owned()];
+    let e = insert("t", &format!("{ID},{S},{N}"));
+    assert_eq!(
+        c.reconcile(&e, Some(&existing)).unwrap(),
+        ["ALTER TABLE `t` ADD COLUMN `n` DECIMAL(30,10)"]
+    );
+    assert_eq!(c.lookup(&TableName::new("public", "t")).unwrap().pk, [0]);
+    // A stale introspection passed again later does not re-add what the catalog added.
+    let e2 = insert(
+        "t",
+        &format!(r#"{ID},{{"name":"z","type":"bigint","typeoid":20,"value":1}}"#),
+    );
+    assert_eq!(
+        c.reconcile(&e2, Some(&existing)).unwrap(),
+        ["ALTER TABLE `t` ADD COLUMN `z` BIGINT"]
+    );
+    // PostgreSQL compares exactly.
+    let mut pg = catalog(Postgres);
+    let ddl = pg
+        .reconcile(&insert("t", &format!("{ID},{S}")), Some(&existing))
+        .unwrap();
+    assert_eq!(
+        ddl,
+        ["ALTER TABLE \"public\".\"t\" ADD COLUMN IF NOT EXISTS \"id\" integer"]
+    );
+}
+
+#[test]
+fn truncate_of_unknown_tables() {
+    let t = ev(r#"{"action":"T","schema":"public","table":"t"}"#);
+    let mut c = catalog(Postgres);
+    assert!(c.needs_ddl(&t));
+    assert!(c.reconcile(&t, None).unwrap().is_empty());
+    assert!(
+        c.lookup(&TableName::new("public", "t")).is_none(),
+        "nothing to truncate"
+    );
+    // The replica has the table: register it so the truncate applies; the next row fills it in.
+    let existing = ["id".to_owned(), "s".to_owned()];
+    assert!(c.reconcile(&t, Some(&existing)).unwrap().is_empty());
+    let def = c.lookup(&TableName::new("public", "t")).unwrap();
+    assert!(def.columns.is_empty() && def.pk.is_empty());
+    assert!(!c.needs_ddl(&t));
+    let i = insert("t", &format!("{ID},{S},{N}"));
+    assert!(c.needs_ddl(&i));
+    assert_eq!(
+        c.reconcile(&i, None).unwrap(),
+        ["ALTER TABLE \"public\".\"t\" ADD COLUMN IF NOT EXISTS \"n\" numeric(30,10)"]
+    );
+    let def = c.lookup(&TableName::new("public", "t")).unwrap();
+    assert_eq!(
+        (names(def), def.pk.clone()),
+        (vec!["id", "s", "n"], vec![0])
+    );
+    assert!(!c.needs_ddl(&i));
+}
+
+#[test]
+fn a_delete_creates_the_table_from_its_identity() {
+    let mut c = catalog(Sqlite);
+    let d = ev(&format!(
+        r#"{{"action":"D","schema":"s","table":"t","identity":[{ID}],{PK_ID}}}"#
+    ));
+    assert_eq!(
+        c.reconcile(&d, None).unwrap(),
+        ["CREATE TABLE IF NOT EXISTS \"s__t\" (\"id\" INTEGER NOT NULL, PRIMARY KEY (\"id\"))"]
+    );
+    // A full-identity update contributes identity columns missing from `columns`.
+    let u = ev(&format!(
+        r#"{{"action":"U","schema":"s","table":"t","columns":[{ID}],"identity":[{ID},{S}],{PK_ID}}}"#
+    ));
+    assert!(c.needs_ddl(&u));
+    assert_eq!(
+        c.reconcile(&u, None).unwrap(),
+        ["ALTER TABLE \"s__t\" ADD COLUMN \"s\" TEXT"]
+    );
+}
+
+#[test]
+fn refuses_what_it_cannot_follow() {
+    let mut c = catalog(MySql);
+    let err = |c: &mut Catalog, json: &str| c.reconcile(&ev(json), None).unwrap_err();
+    assert_eq!(
+        err(&mut c, r#"{"action":"I","table":"t","columns":[]}"#),
+        CatalogError::NoTable
+    );
+    assert_eq!(
+        err(&mut c, r#"{"action":"B"}"#),
+        CatalogError::NotARowChange("B")
+    );
+    assert!(!c.needs_ddl(&ev(r#"{"action":"C"}"#)));
+    assert!(c.needs_ddl(&ev(r#"{"action":"I","columns":[]}"#)));
+    assert!(matches!(
+        err(
+            &mut c,
+            r#"{"action":"I","schema":"public","table":"t","columns":[]}"#
+        ),
+        CatalogError::NoColumns { action: "I", .. }
+    ));
+    let e = err(
+        &mut c,
+        &format!(r#"{{"action":"I","schema":"public","table":"t","columns":[{S}],{PK_ID}}}"#),
+    );
+    assert_eq!(
+        e.to_string(),
+        "primary key column \"id\" of public.t is not among the event's columns"
+    );
+    let e = err(
+        &mut c,
+        &format!(r#"{{"action":"I","schema":"public","table":"t","columns":[{ID},{ID}],{PK_ID}}}"#),
+    );
+    assert!(matches!(e, CatalogError::DuplicateColumn { .. }));
+    let upper = r#"{"name":"S","type":"text","typeoid":25,"value":"y"}"#;
+    let e = err(
+        &mut c,
+        &format!(
+            r#"{{"action":"I","schema":"public","table":"t","columns":[{ID},{S},{upper}],{PK_ID}}}"#
+        ),
+    );
+    assert!(matches!(e, CatalogError::ColumnNameCollision { .. }), "{e}");
+    assert!(
+        c.lookup(&TableName::new("public", "t")).is_none(),
+        "errors change nothing"
+    );
+    let mut pg = catalog(Postgres);
+    assert!(pg
+        .reconcile(&insert("t", &format!("{ID},{S},{upper}")), None)
+        .is_ok());
+    assert!(matches!(
+        Catalog::new(MySql, "x; DROP"),
+        Err(CatalogError::InvalidCollation(_))
+    ));
+}
+
+#[test]
+fn a_changed_primary_key_is_an_error_that_keeps_the_definition() {
+    let mut c = catalog(Postgres);
+    c.reconcile(&insert("t", &format!("{ID},{S}")), None)
+        .unwrap();
+    let no_pk = ev(&format!(
+        r#"{{"action":"I","schema":"public","table":"t","columns":[{ID},{S}]}}"#
+    ));
+    assert!(c.needs_ddl(&no_pk));
+    let e = c.reconcile(&no_pk, None).unwrap_err();
+    assert!(matches!(e, CatalogError::PrimaryKeyChanged { .. }), "{e}");
+    assert_eq!(c.lookup(&TableName::new("public", "t")).unwrap().pk, [0]);
+    c.forget(&TableName::new("public", "t"));
+    assert!(c.lookup(&TableName::new("public", "t")).is_none());
+}

@@ -1,0 +1,392 @@
+//! Turns the row changes of one replica transaction into statements, in order.
+//!
+//! - Tables with a primary key: `I` and `U` upsert the columns the event carries (a column left out, an
+//!   unchanged TOASTed one, keeps its replica value); a `U` whose `identity` holds a different key first
+//!   deletes the old key. `D` deletes by key (`identity`). `T` deletes every row.
+//! - Tables without one: `I` inserts; `D` deletes one row equal to `identity` (the old row, with
+//!   `REPLICA IDENTITY FULL`); `U` does both. Without `identity`, `U` and `D` cannot be applied.
+//! - Consecutive changes of the same kind, table and column set become one multi-row statement, split
+//!   to stay under the dialect's bind limit. Anything else keeps its exact order. Within an upsert run a
+//!   key seen again replaces the earlier row in place (PostgreSQL refuses to update one row twice in
+//!   a statement); keys are compared as the replica would for numeric and float keys (`1.0` = `1.00`,
+//!   `-0` = `0`).
+
+use std::collections::HashMap;
+
+use shared::{Action, ChangeEvent, Column};
+
+use crate::catalog::{table_name, Catalog};
+use crate::config::Dialect;
+use crate::sql::{self, TableDef, TableName};
+use crate::types::{convert, Bind, ValueError};
+use key::KeyPart;
+
+mod key;
+
+/// One statement and its parameters, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+    /// What the statement does, for spans and metrics.
+    pub kind: StatementKind,
+    /// The source table it applies to.
+    pub table: TableName,
+    /// How many rows the statement carries (1 for the single-row kinds).
+    pub rows: usize,
+}
+
+/// The shape of a [`Statement`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatementKind {
+    Upsert,
+    Insert,
+    DeleteByKey,
+    DeleteOne,
+    DeleteAll,
+}
+
+impl StatementKind {
+    /// A short lowercase name for span names and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatementKind::Upsert => "upsert",
+            StatementKind::Insert => "insert",
+            StatementKind::DeleteByKey => "delete",
+            StatementKind::DeleteOne => "delete_one",
+            StatementKind::DeleteAll => "delete_all",
+        }
+    }
+}
+
+/// A change that cannot be planned: which one (`index` into `changes`), its table, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot apply change {index} to {}", table.as_ref().map_or_else(|| "an unnamed table".to_owned(), |t| format!("table {t}")))]
+pub struct PlanError {
+    pub index: usize,
+    pub table: Option<TableName>,
+    /// Boxed to keep `Result<_, PlanError>` small.
+    #[source]
+    pub cause: Box<PlanCause>,
+}
+
+/// Why a change cannot be planned. Names columns, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanCause {
+    #[error("the event names no schema or table")]
+    NoTable,
+    #[error("a {0} event is not a row change")]
+    NotARowChange(&'static str),
+    #[error("the table is not in the catalog (its DDL has not run)")]
+    UnknownTable,
+    #[error("column {0:?} is not in the catalog (its DDL has not run)")]
+    UnknownColumn(String),
+    #[error("column {0:?} appears twice in the event")]
+    DuplicateColumn(String),
+    #[error("the event carries no columns")]
+    NoColumns,
+    #[error("primary key column {0:?} is missing from the event")]
+    MissingKey(String),
+    #[error("the table has no primary key and no REPLICA IDENTITY FULL, so updates and deletes cannot be applied")]
+    NoIdentity,
+    #[error("cannot convert the value of column {column:?}")]
+    Value {
+        column: String,
+        #[source]
+        source: ValueError,
+    },
+}
+
+/// Plans the row changes (`I`, `U`, `D`, `T`) of one replica transaction, in order. The catalog must
+/// know every table and column the changes use (the executor ran its DDL); a `T` of a table the
+/// catalog does not know plans to nothing.
+pub fn plan(catalog: &Catalog, changes: &[&ChangeEvent]) -> Result<Vec<Statement>, PlanError> {
+    plan_within(catalog, changes, sql::max_binds(catalog.dialect()))
+}
+
+/// [`plan`] with an explicit bind limit per statement.
+pub(crate) fn plan_within(
+    catalog: &Catalog,
+    changes: &[&ChangeEvent],
+    max_binds: usize,
+) -> Result<Vec<Statement>, PlanError> {
+    let mut planner = Planner {
+        catalog,
+        dialect: catalog.dialect(),
+        max_binds,
+        out: Vec::new(),
+        run: None,
+    };
+    for (index, event) in changes.iter().enumerate() {
+        planner.change(event).map_err(|cause| PlanError {
+            index,
+            table: table_name(event),
+            cause: Box::new(cause),
+        })?;
+    }
+    planner.flush();
+    Ok(planner.out)
+}
+
+/// One row as bound: (column index in the def, value), sorted by index.
+type Row = Vec<(usize, Bind)>;
+
+/// Consecutive rows that become one statement (or several, split at the bind limit).
+struct Run<'c> {
+    kind: RunKind,
+    def: &'c TableDef,
+    /// Column indices, ascending; for `DeleteByKey` the key columns.
+    columns: Vec<usize>,
+    rows: Vec<Vec<Bind>>,
+    /// Upsert runs: the row index of each key.
+    keys: HashMap<Vec<KeyPart>, usize>,
+}
+
+struct Planner<'c> {
+    catalog: &'c Catalog,
+    dialect: Dialect,
+    max_binds: usize,
+    out: Vec<Statement>,
+    run: Option<Run<'c>>,
+}
+
+impl<'c> Planner<'c> {
+    fn change(&mut self, event: &ChangeEvent) -> Result<(), PlanCause> {
+        let name = table_name(event).ok_or(PlanCause::NoTable)?;
+        let catalog = self.catalog;
+        match event.action {
+            Action::Truncate => {
+                if let Some(def) = catalog.lookup(&name) {
+                    self.flush();
+                    let sql = sql::delete_all(self.dialect, &def.name);
+                    self.emit(StatementKind::DeleteAll, def, sql, Vec::new(), 1);
+                }
+                return Ok(());
+            }
+            Action::Insert | Action::Update | Action::Delete => {}
+            other => return Err(PlanCause::NotARowChange(other.as_str())),
+        }
+        let def = catalog.lookup(&name).ok_or(PlanCause::UnknownTable)?;
+        let new = match event.action {
+            Action::Delete => None,
+            _ => Some(self.row(def, event.columns.as_deref().ok_or(PlanCause::NoColumns)?)?),
+        };
+        let old = event
+            .identity
+            .as_deref()
+            .map(|c| self.row(def, c))
+            .transpose()?;
+        if def.pk.is_empty() {
+            self.without_key(def, event.action, new, old)
+        } else {
+            self.with_key(def, new, old)
+        }
+    }
+
+    fn with_key(
+        &mut self,
+        def: &'c TableDef,
+        new: Option<Row>,
+        old: Option<Row>,
+    ) -> Result<(), PlanCause> {
+        let old_key = old.as_ref().map(|old| key_of(def, old)).transpose()?;
+        let Some(mut new) = new else {
+            // A delete: by the old key.
+            let (binds, _) = old_key
+                .ok_or_else(|| missing_key(def, def.pk.first().copied().unwrap_or(usize::MAX)))?;
+            self.push(RunKind::DeleteByKey, def, def.pk.clone(), binds, None);
+            return Ok(());
+        };
+        let (_, new_parts) = key_of(def, &new)?;
+        if let (Some((old_binds, old_parts)), Some(old)) = (old_key, &old) {
+            if old_parts != new_parts {
+                self.push(RunKind::DeleteByKey, def, def.pk.clone(), old_binds, None);
+                // The new row lacks unchanged TOASTed columns; a full identity has them.
+                fill_from(&mut new, old);
+            }
+        }
+        let (columns, binds) = new.into_iter().unzip();
+        self.push(RunKind::Upsert, def, columns, binds, Some(new_parts));
+        Ok(())
+    }
+
+    fn without_key(
+        &mut self,
+        def: &'c TableDef,
+        action: Action,
+        new: Option<Row>,
+        old: Option<Row>,
+    ) -> Result<(), PlanCause> {
+        if action != Action::Insert {
+            let old = old.as_ref().ok_or(PlanCause::NoIdentity)?;
+            self.flush();
+            let columns: Vec<(usize, bool)> =
+                old.iter().map(|(i, b)| (*i, *b == Bind::Null)).collect();
+            let binds = old
+                .iter()
+                .filter(|(_, b)| *b != Bind::Null)
+                .map(|(_, b)| b.clone());
+            let sql = sql::delete_one_by_identity(self.dialect, def, &columns);
+            self.emit(StatementKind::DeleteOne, def, sql, binds.collect(), 1);
+        }
+        if let Some(mut new) = new {
+            if let Some(old) = &old {
+                // The new row lacks unchanged TOASTed columns; the old row has them.
+                fill_from(&mut new, old);
+            }
+            let (columns, binds) = new.into_iter().unzip();
+            self.push(RunKind::Insert, def, columns, binds, None);
+        }
+        Ok(())
+    }
+
+    /// Converts an event's columns to a row of `def`.
+    fn row(&self, def: &TableDef, columns: &[Column]) -> Result<Row, PlanCause> {
+        let mut row = Vec::with_capacity(columns.len());
+        for c in columns {
+            let (i, column) = def
+                .columns
+                .iter()
+                .enumerate()
+                .find(|(_, d)| d.name == c.name)
+                .ok_or_else(|| PlanCause::UnknownColumn(c.name.clone()))?;
+            if row.iter().any(|(j, _)| *j == i) {
+                return Err(PlanCause::DuplicateColumn(c.name.clone()));
+            }
+            let bind =
+                convert(self.dialect, &column.ty, &c.value).map_err(|source| PlanCause::Value {
+                    column: c.name.clone(),
+                    source,
+                })?;
+            row.push((i, bind));
+        }
+        row.sort_by_key(|(i, _)| *i);
+        Ok(row)
+    }
+
+    /// Adds a row to the current run, or flushes it and starts a new one. `key`: upserts only.
+    fn push(
+        &mut self,
+        kind: RunKind,
+        def: &'c TableDef,
+        columns: Vec<usize>,
+        binds: Vec<Bind>,
+        key: Option<Vec<KeyPart>>,
+    ) {
+        let same = self
+            .run
+            .as_ref()
+            .is_some_and(|r| r.kind == kind && std::ptr::eq(r.def, def) && r.columns == columns);
+        if !same {
+            self.flush();
+        }
+        let run = self.run.get_or_insert_with(|| Run {
+            kind,
+            def,
+            columns,
+            rows: Vec::new(),
+            keys: HashMap::new(),
+        });
+        if let Some(key) = key {
+            if let Some(&at) = run.keys.get(&key) {
+                if let Some(slot) = run.rows.get_mut(at) {
+                    *slot = binds;
+                }
+                return;
+            }
+            run.keys.insert(key, run.rows.len());
+        }
+        run.rows.push(binds);
+    }
+
+    /// Turns the current run into statements of at most `max_binds` parameters.
+    fn flush(&mut self) {
+        let Some(run) = self.run.take() else {
+            return;
+        };
+        let d = self.dialect;
+        for rows in run
+            .rows
+            .chunks(sql::rows_within(self.max_binds, run.columns.len()))
+        {
+            let (kind, sql) = match run.kind {
+                RunKind::Upsert => (
+                    StatementKind::Upsert,
+                    sql::upsert(d, run.def, &run.columns, rows.len()),
+                ),
+                RunKind::Insert => (
+                    StatementKind::Insert,
+                    sql::insert(d, run.def, &run.columns, rows.len()),
+                ),
+                RunKind::DeleteByKey => (
+                    StatementKind::DeleteByKey,
+                    sql::delete_by_key(d, run.def, rows.len()),
+                ),
+            };
+            self.emit(kind, run.def, sql, rows.concat(), rows.len());
+        }
+    }
+
+    fn emit(
+        &mut self,
+        kind: StatementKind,
+        def: &TableDef,
+        sql: String,
+        binds: Vec<Bind>,
+        rows: usize,
+    ) {
+        self.out.push(Statement {
+            sql,
+            binds,
+            kind,
+            table: def.name.clone(),
+            rows,
+        });
+    }
+}
+
+/// The statements that batch rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunKind {
+    Upsert,
+    Insert,
+    DeleteByKey,
+}
+
+/// The key values of a row (binds in key order) and their comparable form.
+fn key_of(def: &TableDef, row: &Row) -> Result<(Vec<Bind>, Vec<KeyPart>), PlanCause> {
+    let mut binds = Vec::with_capacity(def.pk.len());
+    let mut parts = Vec::with_capacity(def.pk.len());
+    for &k in &def.pk {
+        let column = def.columns.get(k);
+        let found = row.iter().find(|(i, _)| *i == k);
+        let (Some(column), Some((_, bind))) = (column, found) else {
+            return Err(missing_key(def, k));
+        };
+        parts.push(KeyPart::new(column.ty.kind, bind));
+        binds.push(bind.clone());
+    }
+    Ok((binds, parts))
+}
+
+fn missing_key(def: &TableDef, k: usize) -> PlanCause {
+    PlanCause::MissingKey(
+        def.columns
+            .get(k)
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+    )
+}
+
+/// Adds to `new` the columns only `old` has.
+fn fill_from(new: &mut Row, old: &Row) {
+    for (i, b) in old {
+        if !new.iter().any(|(j, _)| j == i) {
+            new.push((*i, b.clone()));
+        }
+    }
+    new.sort_by_key(|(i, _)| *i);
+}
+
+#[cfg(test)]
+mod tests;
