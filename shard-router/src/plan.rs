@@ -6,7 +6,7 @@
 //! - Tables without one: `I` inserts; `D` deletes one row equal to `identity` (the old row, with
 //!   `REPLICA IDENTITY FULL`); `U` does both. Without `identity`, `U` and `D` cannot be applied.
 //! - Consecutive changes of the same kind, table and column set become one multi-row statement, split
-//!   to stay under the dialect's bind limit. Anything else keeps its exact order. Within an upsert run a
+//!   to stay under the dialect's bind limit (deletes also at [`sql::DELETE_ROWS_PER_STATEMENT`] rows). Anything else keeps its exact order. Within an upsert run a
 //!   key seen again replaces the earlier row in place (PostgreSQL refuses to update one row twice in
 //!   a statement); keys are compared as the replica would for numeric and float keys (`1.0` = `1.00`,
 //!   `-0` = `0`).
@@ -299,16 +299,18 @@ impl<'c> Planner<'c> {
         run.rows.push(binds);
     }
 
-    /// Turns the current run into statements of at most `max_binds` parameters.
+    /// Turns the current run into statements of at most `max_binds` parameters (and at most
+    /// [`sql::DELETE_ROWS_PER_STATEMENT`] rows for deletes).
     fn flush(&mut self) {
         let Some(run) = self.run.take() else {
             return;
         };
         let d = self.dialect;
-        for rows in run
-            .rows
-            .chunks(sql::rows_within(self.max_binds, run.columns.len()))
-        {
+        let mut per_statement = sql::rows_within(self.max_binds, run.columns.len());
+        if run.kind == RunKind::DeleteByKey {
+            per_statement = per_statement.min(sql::DELETE_ROWS_PER_STATEMENT);
+        }
+        for rows in run.rows.chunks(per_statement) {
             let (kind, sql) = match run.kind {
                 RunKind::Upsert => (
                     StatementKind::Upsert,

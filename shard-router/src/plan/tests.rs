@@ -142,6 +142,18 @@ fn splits_runs_at_the_bind_limit() {
         ]
     );
     assert_eq!(shape(&run(MySql, &changes, 1)).len(), 5);
+    // Deletes by key stop at DELETE_ROWS_PER_STATEMENT rows whatever the bind limit.
+    let deletes: Vec<ChangeEvent> = (1..=2500)
+        .map(|n| change("D", "k", &[], Some(&[("id", &n.to_string())])))
+        .collect();
+    assert_eq!(
+        shape(&run(MySql, &deletes, 65_535)),
+        [
+            (StatementKind::DeleteByKey, 1000),
+            (StatementKind::DeleteByKey, 1000),
+            (StatementKind::DeleteByKey, 500)
+        ]
+    );
     // The real limit: a big run stays in one statement.
     let many: Vec<ChangeEvent> = (1..=1000)
         .map(|n| i("k", &[("id", &n.to_string())]))

@@ -215,28 +215,43 @@ pub fn insert(dialect: Dialect, def: &TableDef, columns: &[usize], rows: usize) 
 }
 
 /// Deletes rows by primary key. Binds: row by row, each row's key values in key order.
-/// One key column: `WHERE k IN (…)`. Composite keys use a row-value `IN`, which MySQL, MariaDB and
-/// PostgreSQL resolve with the primary-key index; SQLite (3.15+) needs the list as a `VALUES` subquery.
+/// One key column: `WHERE k IN (…)`. Composite keys: a row-value `IN` on MySQL, MariaDB and
+/// PostgreSQL, which they resolve with the primary-key index; SQLite plans a row-value `IN` as a
+/// table scan, so it joins a `VALUES` list to the table instead (see [`sqlite::delete_by_keys`]).
+/// Callers keep `rows` at or below [`DELETE_ROWS_PER_STATEMENT`].
 pub fn delete_by_key(dialect: Dialect, def: &TableDef, rows: usize) -> String {
     let mut p = Placeholders::new(dialect);
     let table = table_ref(dialect, &def.name);
-    if let [key] = def.pk.as_slice() {
+    let key = column_list(dialect, def, &def.pk);
+    if let [single] = def.pk.as_slice() {
         let list: Vec<String> = (0..rows.max(1))
-            .flat_map(|_| p.list(def, &[*key]))
+            .flat_map(|_| p.list(def, &[*single]))
             .collect();
-        let key = column_list(dialect, def, &def.pk);
         return format!("DELETE FROM {table} WHERE {key} IN ({})", list.join(", "));
     }
     let tuples: Vec<String> = (0..rows.max(1))
         .map(|_| format!("({})", p.list(def, &def.pk).join(", ")))
         .collect();
-    let list = match dialect {
-        Dialect::Sqlite => sqlite::row_value_list(&tuples),
-        Dialect::MySql | Dialect::Postgres => tuples.join(", "),
-    };
-    let key = column_list(dialect, def, &def.pk);
-    format!("DELETE FROM {table} WHERE ({key}) IN ({list})")
+    match dialect {
+        Dialect::Sqlite => {
+            let keys: Vec<String> = names(dialect, def, &def.pk).collect();
+            sqlite::delete_by_keys(&table, &keys, &tuples)
+        }
+        Dialect::MySql | Dialect::Postgres => {
+            format!(
+                "DELETE FROM {table} WHERE ({key}) IN ({})",
+                tuples.join(", ")
+            )
+        }
+    }
 }
+
+/// The most rows [`delete_by_key`] should carry. Far below the bind limit on purpose: MySQL turns a
+/// key list into ranges and falls back to a full table scan when they exceed
+/// `range_optimizer_max_mem_size` (8 MB by default, roughly 230 bytes per key part), and PostgreSQL
+/// expands a row-value `IN` into nested `OR`s that exhaust its stack somewhere past a few thousand
+/// rows.
+pub const DELETE_ROWS_PER_STATEMENT: usize = 1000;
 
 /// Deletes exactly one row equal to an old row (tables without a primary key, `REPLICA IDENTITY
 /// FULL`). `columns`: (index into `def.columns`, the old value is NULL). NULL columns are compared

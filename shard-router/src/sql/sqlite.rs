@@ -1,11 +1,23 @@
-//! SQLite specifics: besides `?` placeholders and the flat table namespace (see [`super`]), a
-//! row-value `IN` needs its right-hand side as a subquery, and one row is picked by `rowid`.
+//! SQLite specifics: besides `?` placeholders and the flat table namespace (see [`super`]), deletes
+//! by composite key join a `VALUES` list, and one row is picked by `rowid` (Cascade creates rowid
+//! tables only).
 //! SQLite 3.24+ is required (`ON CONFLICT … DO UPDATE`).
 
-/// The right-hand side of `(a, b) IN (…)`: SQLite accepts a list of row values only as a `VALUES`
-/// subquery (3.15+), which is also exempt from the compound-select limit.
-pub(super) fn row_value_list(tuples: &[String]) -> String {
-    format!("VALUES {}", tuples.join(", "))
+/// Deletes the rows whose composite key is one of `tuples` (each `(?, ?, …)` in `keys` order).
+/// SQLite plans `(a, b) IN (VALUES …)` as a scan of the whole table; joining the `VALUES` list to the
+/// table finds each row through the primary-key index, and the outer `DELETE` goes by `rowid`.
+/// `VALUES` lists are exempt from SQLite's compound-select limit.
+pub(super) fn delete_by_keys(table: &str, keys: &[String], tuples: &[String]) -> String {
+    let on: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{table}.{k} = v.column{}", i + 1))
+        .collect();
+    format!(
+        "DELETE FROM {table} WHERE rowid IN (SELECT {table}.rowid FROM (VALUES {}) AS v JOIN {table} ON {})",
+        tuples.join(", "),
+        on.join(" AND ")
+    )
 }
 
 /// Deletes one row matching `condition`, picked by `rowid` (Cascade never creates `WITHOUT ROWID`
@@ -66,7 +78,13 @@ mod tests {
         );
         assert_eq!(
             delete_by_key(S, &t, 2),
-            "DELETE FROM \"we`ird\" WHERE (\"Ordér\", \"we\"\"ird\") IN (VALUES (?, ?), (?, ?))"
+            "DELETE FROM \"we`ird\" WHERE rowid IN (SELECT \"we`ird\".rowid FROM (VALUES (?, ?), (?, ?)) AS v \
+             JOIN \"we`ird\" ON \"we`ird\".\"Ordér\" = v.column1 AND \"we`ird\".\"we\"\"ird\" = v.column2)"
+        );
+        let one = def(S, "public", "o", &[("id", "bigint", 20)], &[0]);
+        assert_eq!(
+            delete_by_key(S, &one, 2),
+            "DELETE FROM \"o\" WHERE \"id\" IN (?, ?)"
         );
         assert_eq!(
             delete_one_by_identity(S, &t, &[(0, false), (2, true), (3, false)]),
