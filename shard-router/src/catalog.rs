@@ -66,6 +66,23 @@ struct Entry {
     pk_known: bool,
     /// Column names the replica table has (introspected or added by us), compared per dialect.
     present: Vec<String>,
+    /// `def.columns` by name: `needs_ddl` runs for every event.
+    index: HashMap<String, usize>,
+}
+
+impl Entry {
+    fn new(name: TableName, present: Vec<String>) -> Self {
+        Entry {
+            def: TableDef {
+                name,
+                columns: Vec::new(),
+                pk: Vec::new(),
+            },
+            pk_known: false,
+            present,
+            index: HashMap::new(),
+        }
+    }
 }
 
 impl Catalog {
@@ -112,10 +129,15 @@ impl Catalog {
         if event.action == Action::Truncate {
             return false;
         }
-        let has = |c: &str| entry.def.columns.iter().any(|d| d.name == c);
+        let event_pk = event
+            .pk
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|k| k.name.as_str());
         !entry.pk_known
-            || pk_names(&entry.def) != event_pk(event)
-            || incoming(event).any(|c| !has(&c.name))
+            || !pk_names(&entry.def).eq(event_pk)
+            || incoming(event).any(|c| !entry.index.contains_key(&c.name))
     }
 
     /// Brings the definition of the event's table up to the event and returns the DDL to run, in
@@ -143,18 +165,8 @@ impl Catalog {
             match (self.tables.get_mut(&name), existing_columns) {
                 (Some(entry), Some(cols)) => merge_present(dialect, &mut entry.present, cols),
                 (None, Some(cols)) => {
-                    let def = TableDef {
-                        name: name.clone(),
-                        columns: Vec::new(),
-                        pk: Vec::new(),
-                    };
-                    let present = cols.to_vec();
-                    let entry = Entry {
-                        def,
-                        pk_known: false,
-                        present,
-                    };
-                    self.tables.insert(name, entry);
+                    self.tables
+                        .insert(name.clone(), Entry::new(name, cols.to_vec()));
                 }
                 (_, None) => {}
             }
@@ -171,21 +183,15 @@ impl Catalog {
         // Work on a copy so that an error leaves the catalog as it was.
         let known = self.tables.get(&name);
         let create = known.is_none() && existing_columns.is_none();
-        let mut next = known.cloned().unwrap_or_else(|| Entry {
-            def: TableDef {
-                name: name.clone(),
-                columns: Vec::new(),
-                pk: Vec::new(),
-            },
-            pk_known: false,
-            present: Vec::new(),
-        });
+        let mut next = known
+            .cloned()
+            .unwrap_or_else(|| Entry::new(name.clone(), Vec::new()));
         if let Some(cols) = existing_columns {
             merge_present(dialect, &mut next.present, cols);
         }
-        if next.pk_known && pk_names(&next.def) != pk {
+        if next.pk_known && !pk_names(&next.def).eq(pk.iter().copied()) {
             return Err(CatalogError::PrimaryKeyChanged {
-                old: pk_names(&next.def).into_iter().map(str::to_owned).collect(),
+                old: pk_names(&next.def).map(str::to_owned).collect(),
                 new: pk.iter().map(|s| (*s).to_owned()).collect(),
                 table: name,
             });
@@ -267,12 +273,11 @@ fn event_pk(event: &ChangeEvent) -> Vec<&str> {
         .collect()
 }
 
-fn pk_names(def: &TableDef) -> Vec<&str> {
+fn pk_names(def: &TableDef) -> impl Iterator<Item = &str> {
     def.pk
         .iter()
         .filter_map(|&i| def.columns.get(i))
         .map(|c| c.name.as_str())
-        .collect()
 }
 
 fn pk_indices(def: &TableDef, pk: &[&str]) -> Vec<usize> {
@@ -290,7 +295,7 @@ fn add_columns(
 ) -> Result<Vec<usize>, CatalogError> {
     let mut added = Vec::new();
     for c in columns {
-        if entry.def.columns.iter().any(|d| d.name == c.name) {
+        if entry.index.contains_key(&c.name) {
             continue;
         }
         if let Some(other) = entry
@@ -311,7 +316,9 @@ fn add_columns(
             source_type: c.type_name.clone(),
             ty: map_column(dialect, &c.type_name, c.typeoid, in_pk),
         });
-        added.push(entry.def.columns.len() - 1);
+        let i = entry.def.columns.len() - 1;
+        entry.index.insert(c.name.clone(), i);
+        added.push(i);
     }
     Ok(added)
 }

@@ -11,7 +11,7 @@
 //!   a statement); keys are compared as the replica would for numeric and float keys (`1.0` = `1.00`,
 //!   `-0` = `0`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use shared::{Action, ChangeEvent, Column};
 
@@ -169,7 +169,10 @@ impl<'c> Planner<'c> {
         let def = catalog.lookup(&name).ok_or(PlanCause::UnknownTable)?;
         let new = match event.action {
             Action::Delete => None,
-            _ => Some(self.row(def, event.columns.as_deref().ok_or(PlanCause::NoColumns)?)?),
+            _ => {
+                let columns = event.columns.as_deref().filter(|c| !c.is_empty());
+                Some(self.row(def, columns.ok_or(PlanCause::NoColumns)?)?)
+            }
         };
         let old = event
             .identity
@@ -240,17 +243,26 @@ impl<'c> Planner<'c> {
         Ok(())
     }
 
-    /// Converts an event's columns to a row of `def`.
+    /// Converts an event's columns to a row of `def`. wal2json lists columns in table order, which is
+    /// usually the definition's order: each lookup first tries the position after the previous one.
     fn row(&self, def: &TableDef, columns: &[Column]) -> Result<Row, PlanCause> {
         let mut row = Vec::with_capacity(columns.len());
+        let mut seen = vec![false; def.columns.len()];
+        let mut next = 0;
         for c in columns {
-            let (i, column) = def
-                .columns
-                .iter()
-                .enumerate()
-                .find(|(_, d)| d.name == c.name)
-                .ok_or_else(|| PlanCause::UnknownColumn(c.name.clone()))?;
-            if row.iter().any(|(j, _)| *j == i) {
+            let i = match def.columns.get(next) {
+                Some(d) if d.name == c.name => next,
+                _ => def
+                    .columns
+                    .iter()
+                    .position(|d| d.name == c.name)
+                    .ok_or_else(|| PlanCause::UnknownColumn(c.name.clone()))?,
+            };
+            next = i + 1;
+            let (Some(column), Some(seen)) = (def.columns.get(i), seen.get_mut(i)) else {
+                return Err(PlanCause::UnknownColumn(c.name.clone()));
+            };
+            if std::mem::replace(seen, true) {
                 return Err(PlanCause::DuplicateColumn(c.name.clone()));
             }
             let bind =
@@ -361,7 +373,10 @@ fn key_of(def: &TableDef, row: &Row) -> Result<(Vec<Bind>, Vec<KeyPart>), PlanCa
     let mut parts = Vec::with_capacity(def.pk.len());
     for &k in &def.pk {
         let column = def.columns.get(k);
-        let found = row.iter().find(|(i, _)| *i == k);
+        let found = row
+            .binary_search_by_key(&k, |(i, _)| *i)
+            .ok()
+            .and_then(|at| row.get(at));
         let (Some(column), Some((_, bind))) = (column, found) else {
             return Err(missing_key(def, k));
         };
@@ -382,11 +397,8 @@ fn missing_key(def: &TableDef, k: usize) -> PlanCause {
 
 /// Adds to `new` the columns only `old` has.
 fn fill_from(new: &mut Row, old: &Row) {
-    for (i, b) in old {
-        if !new.iter().any(|(j, _)| j == i) {
-            new.push((*i, b.clone()));
-        }
-    }
+    let have: HashSet<usize> = new.iter().map(|(i, _)| *i).collect();
+    new.extend(old.iter().filter(|(i, _)| !have.contains(i)).cloned());
     new.sort_by_key(|(i, _)| *i);
 }
 

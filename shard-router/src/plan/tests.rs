@@ -426,6 +426,8 @@ fn errors_name_the_change_table_and_column_but_not_the_value() {
         *cause(&[change("I", "k", &[], None)]),
         PlanCause::NoColumns
     ));
+    let empty = ev(r#"{"action":"I","schema":"public","table":"t","columns":[]}"#);
+    assert!(matches!(*cause(&[empty]), PlanCause::NoColumns));
     assert!(
         matches!(*cause(&[i("k", &[("s", "\"x\"")])]), PlanCause::MissingKey(ref c) if c == "id")
     );
