@@ -129,11 +129,29 @@ fn column(ddl: impl Into<String>, cast: Option<String>, kind: ValueKind) -> Colu
     }
 }
 
+/// Built-in types whose values are names of source catalog objects (`regclass`: `public.orders`):
+/// PostgreSQL replicas store them as text, since casting would look the object up on the replica.
+const OBJECT_REFERENCE_TYPES: [&str; 11] = [
+    "regclass",
+    "regcollation",
+    "regconfig",
+    "regdictionary",
+    "regnamespace",
+    "regoper",
+    "regoperator",
+    "regproc",
+    "regprocedure",
+    "regrole",
+    "regtype",
+];
+
 fn map_postgres(source_type: &str, typeoid: Option<u32>, class: Class) -> ColumnType {
     // Built-in types keep their name; user-defined ones (and names that are not plain type syntax,
     // which are never interpolated into SQL) become text.
-    let builtin = is_builtin(source_type, typeoid) && parse_type_name(source_type).is_some();
-    if !builtin {
+    let parsed = parse_type_name(source_type).filter(|_| is_builtin(source_type, typeoid));
+    // `reg*` values name objects of the source's catalog, which the replica may not have.
+    let names_source_object = |base: &str| OBJECT_REFERENCE_TYPES.contains(&base);
+    if parsed.is_none_or(|p| names_source_object(&p.base)) {
         return column("text", None, ValueKind::Text);
     }
     let kind = match class {

@@ -57,6 +57,8 @@ fn postgres_turns_user_types_and_odd_names_into_text() {
         ("Integer", None),
         ("integer  x", None),
         ("public.\"My Type\"", None),
+        ("regclass", Some(2205)),
+        ("regtype[]", Some(2211)),
     ] {
         let c = map_column(Postgres, t, oid, false);
         assert_eq!(
