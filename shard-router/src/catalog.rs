@@ -51,7 +51,7 @@ pub enum CatalogError {
 }
 
 /// The replica's tables as Cascade knows them.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Catalog {
     dialect: Dialect,
     collation: String,

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::Parser;
 use shared::telemetry::LogFormat;
@@ -36,6 +37,26 @@ pub struct Config {
     /// Address of the HTTP endpoint serving /healthz, /readyz and /metrics.
     #[arg(long, env = "ROUTER_HTTP_ADDR", default_value = "0.0.0.0:9101")]
     pub http_addr: SocketAddr,
+
+    /// Apply at most this many rows in one replica transaction. Several small source transactions
+    /// share one replica transaction up to this size; a larger source transaction is applied in chunks
+    /// of this size (see ARCHITECTURE.md for what that means after a crash).
+    #[arg(long, env = "ROUTER_BATCH_MAX_ROWS", default_value_t = 5000)]
+    pub batch_max_rows: usize,
+
+    /// Commit a replica transaction at most this long after its first complete source transaction
+    /// arrived, even if more are coming.
+    #[arg(long, env = "ROUTER_BATCH_MAX_WAIT", default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub batch_max_wait: Duration,
+
+    /// Longest wait between retries while the replica or Kafka is unavailable.
+    #[arg(long, env = "ROUTER_MAX_BACKOFF", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub max_backoff: Duration,
+
+    /// How long a partition being revoked or a shutting-down router waits for in-flight replica
+    /// transactions to finish.
+    #[arg(long, env = "ROUTER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
 
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -78,6 +99,18 @@ impl Config {
                 format!("{name:?} is not a valid name (a-z, A-Z, 0-9, '.', '_', '-')"),
             ));
         }
+        if self.batch_max_rows == 0 {
+            return Err(ConfigError::new(
+                "--batch-max-rows/ROUTER_BATCH_MAX_ROWS",
+                "must be at least 1",
+            ));
+        }
+        if self.max_backoff.is_zero() {
+            return Err(ConfigError::new(
+                "--max-backoff/ROUTER_MAX_BACKOFF",
+                "must be longer than zero",
+            ));
+        }
         Ok(())
     }
 
@@ -88,11 +121,19 @@ impl Config {
 
     /// `<prefix>.<shard>.<replica-name>`.
     pub fn group_id(&self) -> String {
-        let name = self
-            .replica_name
+        format!(
+            "{}.{}.{}",
+            self.topic_prefix,
+            self.shard,
+            self.replica_name()
+        )
+    }
+
+    /// `--replica-name`, or `<scheme>-<database>` from the replica URL.
+    pub fn replica_name(&self) -> String {
+        self.replica_name
             .clone()
-            .unwrap_or_else(|| self.replica_url.default_name());
-        format!("{}.{}.{}", self.topic_prefix, self.shard, name)
+            .unwrap_or_else(|| self.replica_url.default_name())
     }
 }
 
@@ -112,12 +153,22 @@ pub struct ReplicaUrl {
 }
 
 impl ReplicaUrl {
-    fn default_name(&self) -> String {
-        let scheme = match self.dialect {
+    /// The full URL, password included: only for opening the connection, never for printing.
+    pub fn secret_url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// `mysql`, `sqlite` or `postgres`: the `dialect` label of metrics.
+    pub fn scheme_label(&self) -> &'static str {
+        match self.dialect {
             Dialect::MySql => "mysql",
             Dialect::Sqlite => "sqlite",
             Dialect::Postgres => "postgres",
-        };
+        }
+    }
+
+    fn default_name(&self) -> String {
+        let scheme = self.scheme_label();
         let db = self
             .url
             .path_segments()

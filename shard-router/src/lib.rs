@@ -1,13 +1,22 @@
 //! `shard-router`: consumes one shard's change stream and applies it to a SQL replica.
 //!
-//! The pure half of applying changes lives here: [`types`] maps source columns to replica types and
-//! converts values, [`pgarray`] turns PostgreSQL array literals into JSON, [`sql`] builds statement
-//! text per dialect, [`catalog`] tracks the replica's tables and the DDL they need, and [`plan`] turns
-//! a transaction's row changes into batched statements. None of them does I/O.
+//! Data flow: [`consume`] joins the consumer group and runs one [`partition`] task per assigned
+//! partition; each task frames source transactions with [`batch`], and [`apply`] turns a batch into
+//! DDL ([`catalog`]), statements ([`plan`], [`sql`], [`types`]) and one replica transaction
+//! ([`replica`]) that also records the partition's position. The Kafka offset is stored only after
+//! that transaction committed.
 
+pub mod app;
+pub mod apply;
+pub mod batch;
 pub mod catalog;
 pub mod config;
+pub mod consume;
+pub mod error;
+pub mod metrics;
+pub mod partition;
 pub mod pgarray;
 pub mod plan;
+pub mod replica;
 pub mod sql;
 pub mod types;

@@ -2,11 +2,9 @@
 //! process, a Kafka topic reader and pg_recvlogical.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -14,122 +12,20 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use shared::{Action, ChangeEvent};
-
-/// Connection strings of the services started by `scripts/services.sh up`.
-#[derive(Debug, Clone)]
-pub struct Services {
-    pub source_url: String,
-    pub kafka: String,
-    pub replica_pg_url: String,
-    pub pg_bindir: String,
-}
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Reads the services from the environment, or from `target/services/env`.
-pub fn services() -> Services {
-    let mut vars: BTreeMap<String, String> = std::env::vars().collect();
-    let file = repo_root().join("target/services/env");
-    if !vars.contains_key("CDC_SOURCE_URL") {
-        let text = std::fs::read_to_string(&file).unwrap_or_else(|_| {
-            panic!(
-                "integration tests need the local services: run `scripts/services.sh up` first ({} is missing \
-                 and CDC_SOURCE_URL is not set)",
-                file.display()
-            )
-        });
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("export ") {
-                if let Some((k, v)) = rest.split_once('=') {
-                    vars.insert(k.to_owned(), v.trim_matches('\'').to_owned());
-                }
-            }
-        }
-    }
-    let get = |k: &str| {
-        vars.get(k)
-            .cloned()
-            .unwrap_or_else(|| panic!("{k} is not set (see target/services/env)"))
-    };
-    Services {
-        source_url: get("CDC_SOURCE_URL"),
-        kafka: get("KAFKA_BROKERS"),
-        replica_pg_url: get("REPLICA_PG_URL"),
-        pg_bindir: vars
-            .get("PG_BINDIR")
-            .cloned()
-            .unwrap_or_else(|| "/usr/lib/postgresql/15/bin".into()),
-    }
-}
-
-/// A name unique to this test run: lowercase, safe as database, slot and topic name.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}_{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos % 100_000
-    )
-}
-
-/// Replaces the database of a postgres URL.
-pub fn with_db(url: &str, db: &str) -> String {
-    let (base, _) = url.rsplit_once('/').expect("url has a path");
-    format!("{base}/{db}")
-}
-
-pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_postgres::connect(url, tokio_postgres::NoTls),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("timed out connecting to {url}"))
-    .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL: {e}"));
-    tokio::spawn(conn);
-    client
-}
+pub use testkit::{connect, free_port, services, unique, Services};
 
 /// Creates a fresh database on the source and returns its URL.
 pub async fn create_db(s: &Services, name: &str) -> String {
-    let admin = connect(&s.source_url).await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .expect("create database");
-    with_db(&s.source_url, name)
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    testkit::create_pg_db(&s.source_url, name).await
 }
 
 /// A running `cdc` process; killed when dropped.
-pub struct Cdc {
-    child: Child,
-    pub http_port: u16,
-    pub log: PathBuf,
-}
+pub struct Cdc(testkit::Process);
 
 impl Cdc {
     /// Starts cdc with the standard flags plus `extra`.
     pub fn start(s: &Services, source_url: &str, slot: &str, prefix: &str, extra: &[&str]) -> Cdc {
-        let http_port = free_port();
-        let log = std::env::temp_dir().join(format!("{slot}-{http_port}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdc"));
-        cmd.args([
+        let mut args: Vec<String> = [
             "--source-url",
             source_url,
             "--kafka-brokers",
@@ -138,148 +34,38 @@ impl Cdc {
             slot,
             "--topic-prefix",
             prefix,
-        ])
-        .args([
-            "--http-addr",
-            &format!("127.0.0.1:{http_port}"),
             "--status-interval",
             "200ms",
-        ])
-        .args(extra)
-        .env("RUST_LOG", "info,cdc=debug")
-        .stdout(Stdio::null())
-        .stderr(out);
-        let child = cmd.spawn().expect("spawn cdc");
-        Cdc {
-            child,
-            http_port,
-            log,
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `/readyz` answers 200.
-    pub fn wait_ready(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "cdc exited with {status} before becoming ready; log:\n{}",
-                    self.log_text()
-                );
-            }
-            if http_get(self.http_port, "/readyz").is_some_and(|(code, _)| code == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cdc not ready after {timeout:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    pub fn metrics(&self) -> String {
-        http_get(self.http_port, "/metrics")
-            .map(|(_, body)| body)
-            .unwrap_or_default()
-    }
-
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-
-    /// Waits for the process to exit by itself and returns its exit code.
-    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cdc still running after {timeout:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Sends SIGTERM and waits for the exit code.
-    pub fn terminate(&mut self, timeout: Duration) -> i32 {
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM");
-        self.wait_exit(timeout)
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Cdc(testkit::Process::start(
+            Path::new(env!("CARGO_BIN_EXE_cdc")),
+            &format!("cdc-{slot}"),
+            &args,
+            &[("RUST_LOG", "info,cdc=debug")],
+        ))
     }
 }
 
-impl Drop for Cdc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Deref for Cdc {
+    type Target = testkit::Process;
+    fn deref(&self) -> &testkit::Process {
+        &self.0
+    }
+}
+
+impl DerefMut for Cdc {
+    fn deref_mut(&mut self) -> &mut testkit::Process {
+        &mut self.0
     }
 }
 
 /// Runs cdc to completion (for the failure cases) and returns (exit code, stderr).
 pub fn run_cdc_to_exit(args: &[&str], timeout: Duration) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cdc"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env("LOG_FORMAT", "text")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cdc");
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return (status.code().unwrap_or(-1), err);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("cdc {args:?} still running after {timeout:?}; stderr:\n{err}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A tiny HTTP/1.0 GET (no client dependency needed for two endpoints).
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((code, body))
+    testkit::run_to_exit(Path::new(env!("CARGO_BIN_EXE_cdc")), args, timeout)
 }
 
 /// One message read back from Kafka.

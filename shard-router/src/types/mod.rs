@@ -159,8 +159,10 @@ fn map_postgres(source_type: &str, typeoid: Option<u32>, class: Class) -> Column
         Class::Numeric { .. } => ValueKind::Numeric { limit: None },
         other => other.kind(),
     };
+    // Text needs no cast. Everything else is cast from the bound parameter, bytea too: its values are
+    // bound as bytes (a no-op cast) but a NULL is bound as text and needs the cast to fit the column.
     let cast = match source_type {
-        "text" | "bytea" => None,
+        "text" => None,
         other => Some(other.to_owned()),
     };
     column(source_type, cast, kind)

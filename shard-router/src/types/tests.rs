@@ -29,7 +29,10 @@ fn postgres_keeps_builtin_types_and_casts_them() {
         ("text", None, ValueKind::Text)
     );
     let bytea = map_column(Postgres, "bytea", Some(17), false);
-    assert_eq!((bytea.cast, bytea.kind), (None, ValueKind::Bytes));
+    assert_eq!(
+        (bytea.cast, bytea.kind),
+        (Some("bytea".to_owned()), ValueKind::Bytes)
+    );
     assert_eq!(
         map_column(Postgres, "boolean", Some(16), false).kind,
         ValueKind::Bool

@@ -1,0 +1,209 @@
+//! What the partition tasks share: the replica, the catalog of its tables, and the steps of applying a
+//! flush (DDL first, then one transaction with the rows and the position) and a truncate.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use shared::{Action, ChangeEvent, Lsn};
+
+use crate::batch::{Flush, Row};
+use crate::catalog::Catalog;
+use crate::error::{is_transient, Position, RouterError};
+use crate::metrics as m;
+use crate::plan::{plan, Statement};
+use crate::replica::Replica;
+use crate::sql::{self, TableName};
+
+/// The replica and its catalog, shared by every partition task of the process.
+#[derive(Debug)]
+pub struct Applier {
+    pub replica: Replica,
+    pub topic: String,
+    catalog: RwLock<Catalog>,
+    /// Serialises DDL so two partitions never create the same table at once.
+    ddl: tokio::sync::Mutex<()>,
+}
+
+impl Applier {
+    pub fn new(replica: Replica, topic: String) -> Result<Self, RouterError> {
+        let catalog = Catalog::new(replica.dialect(), replica.collation())?;
+        Ok(Applier {
+            replica,
+            topic,
+            catalog: RwLock::new(catalog),
+            ddl: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn at(&self, partition: i32, offset: i64) -> Position {
+        Position {
+            topic: self.topic.clone(),
+            partition,
+            offset,
+        }
+    }
+
+    fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        // A poisoned lock means a panic elsewhere while reconciling; the catalog is still a valid map.
+        self.catalog.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates the tables and columns the rows need that the replica lacks.
+    async fn ensure_tables(&self, partition: i32, rows: &[Row]) -> Result<(), RouterError> {
+        let needs = |c: &Catalog| rows.iter().any(|r| c.needs_ddl(&r.event));
+        if !needs(&self.catalog()) {
+            return Ok(());
+        }
+        let _guard = self.ddl.lock().await;
+        let mut next = self.catalog().clone();
+        for row in rows {
+            if !next.needs_ddl(&row.event) {
+                continue;
+            }
+            let name = table_name(&row.event);
+            let (schema, table) = sql::replica_table(self.replica.dialect(), &name);
+            let existing = self.replica.existing_columns(schema, &table).await?;
+            let ddl = next
+                .reconcile(&row.event, existing.as_deref())
+                .map_err(|e| RouterError::Event {
+                    at: self.at(partition, row.offset),
+                    table: name.to_string(),
+                    cause: e.to_string(),
+                    db_error: None,
+                })?;
+            self.replica.run_ddl(&ddl).await?;
+        }
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(())
+    }
+
+    /// Applies a flush in one replica transaction, with the position (and a truncate arrival).
+    pub async fn apply(
+        &self,
+        partition: i32,
+        flush: &Flush,
+        truncate_arrival: Option<(&str, Lsn)>,
+    ) -> Result<(), RouterError> {
+        self.ensure_tables(partition, &flush.rows).await?;
+        let events: Vec<&ChangeEvent> = flush.rows.iter().map(|r| &r.event).collect();
+        let statements = plan(&self.catalog(), &events).map_err(|e| {
+            let row = flush.rows.get(e.index);
+            RouterError::Event {
+                at: self.at(partition, row.map_or(-1, |r| r.offset)),
+                table: row
+                    .map(|r| table_name(&r.event).to_string())
+                    .unwrap_or_default(),
+                cause: e.to_string(),
+                db_error: None,
+            }
+        })?;
+        let started = std::time::Instant::now();
+        match self
+            .replica
+            .apply(
+                &statements,
+                &self.topic,
+                partition,
+                &flush.position,
+                truncate_arrival,
+            )
+            .await
+        {
+            Ok(()) => {
+                metrics::histogram!(m::REPLICA_COMMIT_LATENCY)
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!(m::BATCH_ROWS).record(flush.rows.len() as f64);
+                metrics::counter!(m::TRANSACTIONS_APPLIED).increment(flush.frames as u64);
+                count_rows(&flush.rows);
+                Ok(())
+            }
+            Err(failed) if failed.index.is_none() || is_transient(&failed.source) => {
+                Err(RouterError::replica("applying a batch", failed.source))
+            }
+            Err(failed) => Err(self.diagnose(partition, &flush.rows, failed.source).await),
+        }
+    }
+
+    /// A definite error in a batch: replays it statement by statement for one event at a time in a
+    /// rolled-back transaction to name the event that fails.
+    async fn diagnose(&self, partition: i32, rows: &[Row], error: sqlx::Error) -> RouterError {
+        let mut statements: Vec<Statement> = Vec::new();
+        let mut owner: Vec<usize> = Vec::new();
+        {
+            let catalog = self.catalog();
+            for (i, row) in rows.iter().enumerate() {
+                if let Ok(s) = plan(&catalog, &[&row.event]) {
+                    owner.extend(std::iter::repeat_n(i, s.len()));
+                    statements.extend(s);
+                }
+            }
+        }
+        let (row, error) = match self.replica.dry_run(&statements).await {
+            Err(f) => match f
+                .index
+                .and_then(|i| owner.get(i))
+                .and_then(|&i| rows.get(i))
+            {
+                Some(row) => (Some(row), f.source),
+                None => (rows.first(), error),
+            },
+            Ok(()) => (rows.first(), error),
+        };
+        let cause = match &error {
+            sqlx::Error::Database(db) => format!("the replica refused it: {}", db.message()),
+            other => other.to_string(),
+        };
+        RouterError::Event {
+            at: self.at(partition, row.map_or(-1, |r| r.offset)),
+            table: row
+                .map(|r| table_name(&r.event).to_string())
+                .unwrap_or_default(),
+            cause,
+            db_error: Some(Box::new(error)),
+        }
+    }
+
+    /// The statement that empties a source table on the replica, if the replica has it.
+    pub async fn delete_all(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<String>, RouterError> {
+        let name = TableName {
+            schema: schema.to_owned(),
+            name: table.to_owned(),
+        };
+        let dialect = self.replica.dialect();
+        let (rschema, rtable) = sql::replica_table(dialect, &name);
+        Ok(self
+            .replica
+            .existing_columns(rschema, &rtable)
+            .await?
+            .map(|_| sql::delete_all(dialect, &name)))
+    }
+}
+
+fn table_name(event: &ChangeEvent) -> TableName {
+    TableName {
+        schema: event.schema.clone().unwrap_or_default(),
+        name: event.table.clone().unwrap_or_default(),
+    }
+}
+
+fn count_rows(rows: &[Row]) {
+    let mut counts: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+    for row in rows {
+        let op = match row.event.action {
+            Action::Insert => "insert",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            _ => continue,
+        };
+        *counts
+            .entry((row.event.qualified_table().unwrap_or_default(), op))
+            .or_default() += 1;
+    }
+    for ((table, op), n) in counts {
+        metrics::counter!(m::ROWS_APPLIED, "table" => table, "op" => op).increment(n);
+    }
+}

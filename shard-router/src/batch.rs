@@ -1,0 +1,453 @@
+//! Turns one partition's message stream into replica transactions: frames source transactions by their
+//! `B`/`C`, drops cut frames, skips what the replica already holds, and decides what each replica
+//! transaction contains and which position it records. Pure: the partition task feeds it messages and
+//! carries out the [`Flush`]es it hands back.
+//!
+//! The position kept in the replica (in the same transaction as the rows) is
+//! - `commit_lsn`: the commit LSN of the last source transaction whose rows of this partition are all
+//!   applied. A frame with a commit LSN at or below it is a re-sent copy and is skipped whole.
+//! - `partial_lsn`/`partial_rows`: when a source transaction is larger than one replica transaction, or
+//!   contains a truncate, its rows are applied in several replica transactions; these say how many of
+//!   its rows (in this partition's order) are applied, so a replay skips exactly those. cdc re-sends a
+//!   transaction with the same rows in the same order, which is what makes the count meaningful.
+
+use std::time::{Duration, Instant};
+
+use shared::{Action, ChangeEvent, Lsn};
+
+/// What the replica holds for one partition, recorded with every replica transaction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppliedPosition {
+    pub commit_lsn: Lsn,
+    pub partial_lsn: Lsn,
+    pub partial_rows: u64,
+}
+
+/// A row change with its Kafka offset.
+#[derive(Debug)]
+pub struct Row {
+    pub offset: i64,
+    pub event: ChangeEvent,
+}
+
+/// One replica transaction to run: the rows in order, the position to record with them, and the Kafka
+/// offset that may be stored once it committed.
+#[derive(Debug)]
+pub struct Flush {
+    pub rows: Vec<Row>,
+    pub position: AppliedPosition,
+    /// The offset to store (the one after the last complete frame's `C`), if this flush completes one.
+    pub store_offset: Option<i64>,
+    /// Source transactions this flush completes.
+    pub frames: usize,
+}
+
+/// What the task should do after handing over a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep reading.
+    Read,
+    /// The buffer is full: flush now.
+    Flush,
+    /// A truncate to apply: flush everything before it (with [`Batch::take_flush`] `partial = true`),
+    /// then run the truncate barrier, then [`Batch::truncate_done`].
+    Truncate(Box<TruncateAt>),
+}
+
+/// A truncate met in the stream.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TruncateAt {
+    pub offset: i64,
+    pub schema: String,
+    pub table: String,
+    pub lsn: Lsn,
+}
+
+/// The message broke the framing rules.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FramingError(pub String);
+
+#[derive(Debug)]
+struct Frame {
+    lsn: Lsn,
+    /// Rows of this frame seen so far, applied or skipped.
+    seen: u64,
+    /// Rows at the start of the frame that the replica already holds.
+    skip: u64,
+    /// The replica already holds the whole frame.
+    skip_all: bool,
+    /// `rows.len()` when this frame started.
+    start: usize,
+}
+
+/// The state of one partition between flushes.
+#[derive(Debug)]
+pub struct Batch {
+    applied: AppliedPosition,
+    max_rows: usize,
+    max_wait: Duration,
+    rows: Vec<Row>,
+    /// `rows.len()` at the end of the last complete frame.
+    complete_rows: usize,
+    /// The last complete frame buffered: its commit LSN and the offset after its `C`.
+    last_complete: Option<(Lsn, i64)>,
+    complete_frames: usize,
+    first_complete_at: Option<Instant>,
+    current: Option<Frame>,
+}
+
+impl Batch {
+    pub fn new(applied: AppliedPosition, max_rows: usize, max_wait: Duration) -> Self {
+        Batch {
+            applied,
+            max_rows: max_rows.max(1),
+            max_wait,
+            rows: Vec::new(),
+            complete_rows: 0,
+            last_complete: None,
+            complete_frames: 0,
+            first_complete_at: None,
+            current: None,
+        }
+    }
+
+    pub fn applied(&self) -> AppliedPosition {
+        self.applied
+    }
+
+    /// When the buffered complete frames must be flushed, if there are any.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.first_complete_at.map(|t| t + self.max_wait)
+    }
+
+    /// Hands over the next message of the partition.
+    pub fn push(&mut self, offset: i64, event: ChangeEvent) -> Result<Next, FramingError> {
+        match event.action {
+            Action::Begin => {
+                let lsn = event
+                    .lsn
+                    .ok_or_else(|| FramingError("a begin without lsn".into()))?;
+                if let Some(cut) = self.current.take() {
+                    // A frame interrupted by a new begin is re-sent whole later: drop what is buffered.
+                    self.rows.truncate(cut.start.max(self.complete_rows));
+                    metrics::counter!(crate::metrics::FRAMES_SKIPPED, "reason" => "cut")
+                        .increment(1);
+                }
+                let a = self.applied;
+                let skip_all = lsn <= a.commit_lsn;
+                let skip = if a.partial_lsn == lsn && a.partial_lsn > a.commit_lsn {
+                    a.partial_rows
+                } else {
+                    0
+                };
+                self.current = Some(Frame {
+                    lsn,
+                    seen: 0,
+                    skip,
+                    skip_all,
+                    start: self.rows.len(),
+                });
+                Ok(Next::Read)
+            }
+            Action::Commit => {
+                let frame = self.current.take().ok_or_else(|| {
+                    FramingError("a commit without a begin before it in this partition".into())
+                })?;
+                if event.lsn != Some(frame.lsn) {
+                    return Err(FramingError(format!(
+                        "commit lsn {:?} does not match its begin {}",
+                        event.lsn.map(|l| l.to_string()),
+                        frame.lsn
+                    )));
+                }
+                if frame.skip_all {
+                    metrics::counter!(crate::metrics::FRAMES_SKIPPED, "reason" => "already_applied")
+                        .increment(1);
+                } else {
+                    self.complete_frames += 1;
+                }
+                self.complete_rows = self.rows.len();
+                self.last_complete = Some((frame.lsn.max(self.last_lsn()), offset + 1));
+                self.first_complete_at.get_or_insert_with(Instant::now);
+                Ok(self.full())
+            }
+            Action::Insert | Action::Update | Action::Delete | Action::Truncate => {
+                let frame = self.current.as_mut().ok_or_else(|| {
+                    FramingError("a row change outside a begin/commit frame".into())
+                })?;
+                if frame.skip_all || frame.seen < frame.skip {
+                    frame.seen += 1;
+                    return Ok(Next::Read);
+                }
+                if event.action == Action::Truncate {
+                    // Counted as seen only once applied: see `truncate_done`.
+                    let (Some(schema), Some(table)) = (event.schema, event.table) else {
+                        return Err(FramingError("a truncate without schema or table".into()));
+                    };
+                    return Ok(Next::Truncate(Box::new(TruncateAt {
+                        offset,
+                        schema,
+                        table,
+                        lsn: event.lsn.unwrap_or(frame.lsn),
+                    })));
+                }
+                frame.seen += 1;
+                self.rows.push(Row { offset, event });
+                Ok(self.full())
+            }
+            Action::Message => Ok(Next::Read),
+        }
+    }
+
+    fn full(&self) -> Next {
+        if self.rows.len() >= self.max_rows {
+            Next::Flush
+        } else {
+            Next::Read
+        }
+    }
+
+    fn last_lsn(&self) -> Lsn {
+        self.last_complete
+            .map(|(l, _)| l)
+            .unwrap_or(self.applied.commit_lsn)
+    }
+
+    /// Whether a flush has anything to do (rows to write or an offset to store).
+    pub fn has_work(&self, partial: bool) -> bool {
+        self.last_complete.is_some() || (partial && self.rows.len() > self.complete_rows)
+    }
+
+    /// Takes what is ready: the complete frames, and with `partial` (the buffer is full, or a truncate
+    /// needs everything before it applied) also the rows of the open frame so far.
+    pub fn take_flush(&mut self, partial: bool) -> Flush {
+        let take = if partial {
+            self.rows.len()
+        } else {
+            self.complete_rows
+        };
+        let rows: Vec<Row> = self.rows.drain(..take).collect();
+        let commit_lsn = self.last_lsn();
+        let mut position = AppliedPosition {
+            commit_lsn,
+            ..Default::default()
+        };
+        if let Some(frame) = self.current.as_mut() {
+            frame.start = frame.start.saturating_sub(take);
+            if partial {
+                position.partial_lsn = frame.lsn;
+                position.partial_rows = frame.seen;
+            } else if self.applied.partial_lsn > commit_lsn {
+                position.partial_lsn = self.applied.partial_lsn;
+                position.partial_rows = self.applied.partial_rows;
+            }
+        }
+        let flush = Flush {
+            rows,
+            position,
+            store_offset: self.last_complete.map(|(_, o)| o),
+            frames: self.complete_frames,
+        };
+        self.complete_rows = 0;
+        self.last_complete = None;
+        self.complete_frames = 0;
+        self.first_complete_at = None;
+        flush
+    }
+
+    /// Records that a flush committed.
+    pub fn flushed(&mut self, position: AppliedPosition) {
+        self.applied = position;
+    }
+
+    /// Records that the truncate the open frame stopped at is applied (by this partition or another).
+    pub fn truncate_done(&mut self) {
+        self.applied = self.position_after_truncate();
+        if let Some(frame) = self.current.as_mut() {
+            frame.seen += 1;
+        }
+    }
+
+    /// The position to record once the truncate the open frame stopped at is applied.
+    pub fn position_after_truncate(&self) -> AppliedPosition {
+        let mut p = self.applied;
+        if let Some(frame) = self.current.as_ref() {
+            p.partial_lsn = frame.lsn;
+            p.partial_rows = frame.seen + 1;
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(action: Action, lsn: u64) -> ChangeEvent {
+        let mut e = ChangeEvent::bare(action);
+        e.lsn = Some(Lsn(lsn));
+        if action.is_row_change() {
+            e.schema = Some("public".into());
+            e.table = Some("t".into());
+        }
+        e
+    }
+
+    struct Feed {
+        batch: Batch,
+        offset: i64,
+    }
+
+    impl Feed {
+        fn new(applied: AppliedPosition, max_rows: usize) -> Self {
+            Feed {
+                batch: Batch::new(applied, max_rows, Duration::from_millis(5)),
+                offset: 0,
+            }
+        }
+        fn push(&mut self, action: Action, lsn: u64) -> Next {
+            let next = self.batch.push(self.offset, ev(action, lsn)).unwrap();
+            self.offset += 1;
+            next
+        }
+        fn frame(&mut self, lsn: u64, rows: usize) {
+            self.push(Action::Begin, lsn);
+            for _ in 0..rows {
+                self.push(Action::Insert, lsn);
+            }
+            self.push(Action::Commit, lsn);
+        }
+    }
+
+    #[test]
+    fn complete_frames_share_one_flush_and_store_the_offset_after_the_last_commit() {
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.frame(10, 2);
+        f.frame(20, 3);
+        assert!(f.batch.deadline().is_some());
+        let flush = f.batch.take_flush(false);
+        assert_eq!(flush.rows.len(), 5);
+        assert_eq!(flush.frames, 2);
+        assert_eq!(flush.store_offset, Some(9));
+        assert_eq!(flush.position.commit_lsn, Lsn(20));
+        assert_eq!(flush.position.partial_rows, 0);
+        assert!(f.batch.deadline().is_none());
+    }
+
+    #[test]
+    fn open_frame_rows_wait_for_their_commit() {
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.frame(10, 1);
+        f.push(Action::Begin, 20);
+        f.push(Action::Insert, 20);
+        let flush = f.batch.take_flush(false);
+        assert_eq!(flush.rows.len(), 1);
+        assert_eq!(flush.position.commit_lsn, Lsn(10));
+        f.push(Action::Commit, 20);
+        let flush = f.batch.take_flush(false);
+        assert_eq!(flush.rows.len(), 1);
+        assert_eq!(flush.rows[0].offset, 4);
+    }
+
+    #[test]
+    fn a_cut_frame_is_dropped_and_its_resent_copy_applied() {
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.frame(10, 1);
+        f.push(Action::Begin, 20);
+        f.push(Action::Insert, 20);
+        f.frame(20, 2); // cdc restarted: the whole transaction again
+        let flush = f.batch.take_flush(false);
+        let offsets: Vec<i64> = flush.rows.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![1, 6, 7]);
+        assert_eq!(flush.position.commit_lsn, Lsn(20));
+    }
+
+    #[test]
+    fn frames_the_replica_holds_are_skipped_but_their_offset_is_stored() {
+        let applied = AppliedPosition {
+            commit_lsn: Lsn(20),
+            ..Default::default()
+        };
+        let mut f = Feed::new(applied, 100);
+        f.frame(10, 2);
+        f.frame(20, 2);
+        assert!(f.batch.has_work(false));
+        let flush = f.batch.take_flush(false);
+        assert!(flush.rows.is_empty());
+        assert_eq!(flush.frames, 0);
+        assert_eq!(flush.store_offset, Some(8));
+        assert_eq!(flush.position.commit_lsn, Lsn(20));
+    }
+
+    #[test]
+    fn a_large_frame_is_applied_in_chunks_and_a_replay_skips_the_applied_rows() {
+        let mut f = Feed::new(AppliedPosition::default(), 3);
+        f.push(Action::Begin, 50);
+        assert_eq!(f.push(Action::Insert, 50), Next::Read);
+        assert_eq!(f.push(Action::Insert, 50), Next::Read);
+        assert_eq!(f.push(Action::Insert, 50), Next::Flush);
+        let flush = f.batch.take_flush(true);
+        assert_eq!(flush.rows.len(), 3);
+        assert_eq!(flush.store_offset, None);
+        assert_eq!(
+            flush.position,
+            AppliedPosition {
+                commit_lsn: Lsn(0),
+                partial_lsn: Lsn(50),
+                partial_rows: 3
+            }
+        );
+        // Crash here; the router restarts from the replica's position and reads the frame again.
+        let mut g = Feed::new(flush.position, 3);
+        g.frame(50, 5);
+        let flush = g.batch.take_flush(false);
+        let offsets: Vec<i64> = flush.rows.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![4, 5]);
+        assert_eq!(flush.position.commit_lsn, Lsn(50));
+        assert_eq!(flush.position.partial_rows, 0);
+    }
+
+    #[test]
+    fn a_truncate_stops_the_frame_and_counts_as_applied_after_the_barrier() {
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.push(Action::Begin, 70);
+        f.push(Action::Insert, 70);
+        let next = f.push(Action::Truncate, 70);
+        assert!(matches!(next, Next::Truncate(t) if t.table == "t" && t.offset == 2));
+        let flush = f.batch.take_flush(true);
+        assert_eq!(flush.rows.len(), 1);
+        assert_eq!(flush.position.partial_rows, 1);
+        f.batch.flushed(flush.position);
+        assert_eq!(f.batch.position_after_truncate().partial_rows, 2);
+        f.batch.truncate_done();
+        f.push(Action::Insert, 70);
+        f.push(Action::Commit, 70);
+        let flush = f.batch.take_flush(false);
+        assert_eq!(flush.rows.len(), 1);
+        assert_eq!(flush.position.commit_lsn, Lsn(70));
+        // A replay after the truncate skips the row and the truncate.
+        let mut g = Feed::new(
+            AppliedPosition {
+                commit_lsn: Lsn(0),
+                partial_lsn: Lsn(70),
+                partial_rows: 2,
+            },
+            100,
+        );
+        g.push(Action::Begin, 70);
+        assert_eq!(g.push(Action::Insert, 70), Next::Read);
+        assert_eq!(g.push(Action::Truncate, 70), Next::Read);
+        g.push(Action::Insert, 70);
+        g.push(Action::Commit, 70);
+        assert_eq!(g.batch.take_flush(false).rows.len(), 1);
+    }
+
+    #[test]
+    fn rows_outside_a_frame_and_mismatched_commits_are_framing_errors() {
+        let mut b = Batch::new(AppliedPosition::default(), 10, Duration::ZERO);
+        assert!(b.push(0, ev(Action::Insert, 1)).is_err());
+        assert!(b.push(1, ev(Action::Commit, 1)).is_err());
+        b.push(2, ev(Action::Begin, 5)).unwrap();
+        assert!(b.push(3, ev(Action::Commit, 6)).is_err());
+    }
+}

@@ -1,0 +1,235 @@
+//! The Kafka side: the consumer-group member, one task per assigned partition, and the hand-over of
+//! partitions on a rebalance.
+//!
+//! Rebalances are eager: every partition is revoked, then the new assignment arrives. On revoke the
+//! callback (which runs inside the consumer's poll) tells each partition task to stop and waits for it:
+//! a task finishes the replica transaction it is running (its position and offset are then durable)
+//! and drops what it buffered but had not applied, which the next owner reads again from the last
+//! stored offset. Only then does the callback return and the partition leave this member, so two
+//! members never write the same partition's rows at once. On assign, the callback splits each
+//! partition into its own queue before any message is fetched, and a task is started for it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
+use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, TopicPartitionList};
+use shared::health::Readiness;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics as m;
+
+pub type RouterConsumer = StreamConsumer<RouterContext>;
+pub type PartitionQueue = StreamPartitionQueue<RouterContext>;
+
+/// What the rebalance callbacks tell the supervisor.
+pub enum Control {
+    Assign(Vec<(i32, PartitionQueue)>),
+    /// Stop these partitions' tasks, then answer on the channel.
+    Revoke(Vec<i32>, std::sync::mpsc::SyncSender<()>),
+}
+
+/// The consumer's context: carries rebalances to the supervisor.
+pub struct RouterContext {
+    pub topic: String,
+    pub control: mpsc::UnboundedSender<Control>,
+    /// Set right after the consumer is created; needed to split partition queues in the callback.
+    pub consumer: OnceLock<Weak<RouterConsumer>>,
+    pub revoke_timeout: Duration,
+}
+
+impl ClientContext for RouterContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        metrics::counter!(m::ERRORS, "kind" => "kafka").increment(1);
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for RouterContext {
+    fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        metrics::counter!(m::REBALANCES, "kind" => "revoke").increment(1);
+        let partitions = partitions_of(tpl, &self.topic);
+        tracing::info!(?partitions, "partitions revoked; finishing in-flight work");
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        if self.control.send(Control::Revoke(partitions, ack)).is_err() {
+            return; // shutting down: the tasks are already stopped
+        }
+        let wait = || done.recv_timeout(self.revoke_timeout);
+        let answered = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
+        if answered.is_err() {
+            tracing::error!(
+                timeout = ?self.revoke_timeout,
+                "partition tasks did not stop in time; giving the partitions up anyway"
+            );
+        }
+    }
+
+    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                metrics::counter!(m::REBALANCES, "kind" => "assign").increment(1);
+                let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+                    return;
+                };
+                let partitions = partitions_of(tpl, &self.topic);
+                tracing::info!(?partitions, "partitions assigned");
+                let queues = partitions
+                    .into_iter()
+                    .filter_map(|p| {
+                        consumer
+                            .split_partition_queue(&self.topic, p)
+                            .map(|q| (p, q))
+                    })
+                    .collect();
+                let _ = self.control.send(Control::Assign(queues));
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => {
+                metrics::counter!(m::ERRORS, "kind" => "kafka").increment(1);
+                tracing::warn!(error = %error, "rebalance failed");
+            }
+        }
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    tpl.elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .map(|e| e.partition())
+        .collect()
+}
+
+/// Health shared by the tasks: ready when the consumer runs and no partition is failing or stopped.
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    pub ready: Readiness,
+    running: Arc<AtomicUsize>,
+    failing: Arc<AtomicUsize>,
+    stopped: Arc<AtomicUsize>,
+}
+
+impl Health {
+    pub fn new(ready: Readiness) -> Self {
+        Health {
+            ready,
+            ..Default::default()
+        }
+    }
+
+    fn refresh(&self) {
+        let ok = self.running.load(Ordering::Relaxed) > 0
+            && self.failing.load(Ordering::Relaxed) == 0
+            && self.stopped.load(Ordering::Relaxed) == 0;
+        self.ready.set(ok);
+    }
+
+    pub fn set_running(&self, running: bool) {
+        self.running.store(usize::from(running), Ordering::Relaxed);
+        self.refresh();
+    }
+
+    /// A partition started or stopped failing transiently.
+    pub fn failing(&self, failing: bool) {
+        if failing {
+            self.failing.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.failing.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.refresh();
+    }
+
+    /// A partition stopped at (or left) an event it cannot apply.
+    pub fn stopped(&self, stopped: bool) {
+        if stopped {
+            self.stopped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stopped.fetch_sub(1, Ordering::Relaxed);
+        }
+        metrics::gauge!(m::PARTITIONS_STOPPED).set(self.stopped.load(Ordering::Relaxed) as f64);
+        self.refresh();
+    }
+}
+
+/// Starts and stops partition tasks as the callbacks say, until `shutdown`; then stops them all.
+pub async fn supervise<F>(
+    mut control: mpsc::UnboundedReceiver<Control>,
+    shutdown: CancellationToken,
+    stop_timeout: Duration,
+    mut spawn: F,
+) where
+    F: FnMut(i32, PartitionQueue, CancellationToken) -> tokio::task::JoinHandle<()>,
+{
+    let mut tasks: HashMap<i32, (CancellationToken, tokio::task::JoinHandle<()>)> = HashMap::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            ctl = control.recv() => match ctl {
+                None => break,
+                Some(Control::Assign(queues)) => {
+                    for (partition, queue) in queues {
+                        let token = shutdown.child_token();
+                        if let Some((old, handle)) = tasks.remove(&partition) {
+                            old.cancel();
+                            let _ = tokio::time::timeout(stop_timeout, handle).await;
+                        }
+                        let handle = spawn(partition, queue, token.clone());
+                        tasks.insert(partition, (token, handle));
+                    }
+                }
+                Some(Control::Revoke(partitions, ack)) => {
+                    let mut stopping = Vec::new();
+                    for p in partitions {
+                        if let Some((token, handle)) = tasks.remove(&p) {
+                            token.cancel();
+                            stopping.push(handle);
+                        }
+                    }
+                    for handle in stopping {
+                        let _ = tokio::time::timeout(stop_timeout, handle).await;
+                    }
+                    let _ = ack.send(());
+                }
+            }
+        }
+    }
+    for (token, _) in tasks.values() {
+        token.cancel();
+    }
+    for (_, (_, handle)) in tasks {
+        let _ = tokio::time::timeout(stop_timeout, handle).await;
+    }
+}
+
+/// Partitions of the topic, from the broker's metadata (blocking call, run off the async workers).
+pub async fn partition_count(
+    consumer: &Arc<RouterConsumer>,
+    topic: &str,
+) -> Result<usize, KafkaError> {
+    let consumer = Arc::clone(consumer);
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        Ok(md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len()))
+    })
+    .await
+    .unwrap_or(Ok(0))
+}

@@ -1,0 +1,171 @@
+//! Errors of `shard-router`, classified by what the caller should do about them: a transient error
+//! (replica or Kafka unreachable, a lock conflict) is retried with backoff while the partition pauses; a
+//! definite one (a value the replica cannot hold, a constraint violation, an event that cannot be
+//! decoded) stops the partition it happened on, with the position named, and never skips the event.
+
+use std::fmt;
+
+/// Where in the stream something happened: enough to find the event with any Kafka tool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "topic {} partition {} offset {}",
+            self.topic, self.partition, self.offset
+        )
+    }
+}
+
+/// Everything that can stop the router or one of its partitions.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Health(#[from] shared::health::HealthError),
+    #[error("cannot install the metrics recorder")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    /// The replica's settings cannot be used (for example its collation name).
+    #[error("replica catalog")]
+    Catalog(#[from] crate::catalog::CatalogError),
+    /// Kafka could not be reached or refused a request.
+    #[error("kafka: {context}")]
+    Kafka {
+        context: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A statement on the replica failed.
+    #[error("replica: {context}")]
+    Replica {
+        context: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// An event could not be applied; the partition stops at it.
+    #[error("cannot apply the event at {at} (table {table}): {cause}")]
+    Event {
+        at: Position,
+        table: String,
+        cause: String,
+        /// The replica's answer, when it is the cause (already in `cause`); classifies retryability.
+        db_error: Option<Box<sqlx::Error>>,
+    },
+    /// The partition's messages break the framing rules of docs/event-format.md.
+    #[error("the stream at {at} breaks the event framing: {reason}")]
+    Framing { at: Position, reason: String },
+}
+
+impl RouterError {
+    pub fn replica(context: impl Into<String>, source: sqlx::Error) -> Self {
+        RouterError::Replica {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// True when retrying the same work later may succeed (nothing about the data is wrong).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RouterError::Kafka { .. } => true,
+            RouterError::Replica { source, .. } => is_transient(source),
+            RouterError::Event {
+                db_error: Some(e), ..
+            } => is_transient(e),
+            RouterError::Event { db_error: None, .. }
+            | RouterError::Framing { .. }
+            | RouterError::Health(_)
+            | RouterError::Catalog(_)
+            | RouterError::Metrics(_) => false,
+        }
+    }
+
+    /// A short, fixed label for the `router_errors_total{kind}` metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RouterError::Health(_) | RouterError::Metrics(_) | RouterError::Catalog(_) => "startup",
+            RouterError::Kafka { .. } => "kafka",
+            RouterError::Replica { .. } if self.is_retryable() => "replica_unavailable",
+            RouterError::Replica { .. } => "replica",
+            RouterError::Event { .. } if self.is_retryable() => "replica_unavailable",
+            RouterError::Event { .. } => "event",
+            RouterError::Framing { .. } => "framing",
+        }
+    }
+}
+
+/// Transient replica errors: the connection, the pool, lock conflicts and server shutdowns. Everything
+/// else (constraint violations, out-of-range values, syntax) is definite.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            transient_code(&code)
+        }
+        _ => false,
+    }
+}
+
+/// Database error codes that mean "try again": MySQL/MariaDB error numbers, PostgreSQL SQLSTATEs and
+/// SQLite result codes.
+fn transient_code(code: &str) -> bool {
+    matches!(
+        code,
+        // MySQL/MariaDB: lock wait timeout, deadlock, server gone/lost, too many connections,
+        // server shutting down, query interrupted.
+        "1205" | "1213" | "2006" | "2013" | "1040" | "1053" | "1317"
+        // PostgreSQL: serialization failure, deadlock, admin/crash shutdown, cannot connect now,
+        // too many connections, lock not available.
+        | "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "55P03"
+        // SQLite: SQLITE_BUSY, SQLITE_LOCKED and their extended codes.
+        | "5" | "6" | "261" | "517" | "262"
+    ) || code.starts_with("08") // PostgreSQL connection exceptions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_and_connection_codes_are_transient_and_data_errors_are_not() {
+        for code in ["1213", "1205", "40P01", "08006", "5", "517"] {
+            assert!(transient_code(code), "{code}");
+        }
+        for code in ["1264", "1062", "23505", "22003", "19", "2067"] {
+            assert!(!transient_code(code), "{code}");
+        }
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
+    }
+
+    #[test]
+    fn event_errors_name_the_position() {
+        let e = RouterError::Event {
+            at: Position {
+                topic: "cascade.main".into(),
+                partition: 3,
+                offset: 42,
+            },
+            table: "public.t".into(),
+            cause: "value out of range".into(),
+            db_error: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot apply the event at topic cascade.main partition 3 offset 42 (table public.t): value out of range"
+        );
+        assert!(!e.is_retryable());
+        assert_eq!(e.kind(), "event");
+    }
+}

@@ -1,0 +1,67 @@
+//! Metric names of `shard-router` (documented in `docs/metrics.md`). Labels come from small fixed sets:
+//! `table` (source tables), `op` (insert/update/delete/truncate), `kind` (error classes), `partition`.
+
+pub const ROWS_APPLIED: &str = "router_rows_applied_total";
+pub const TRANSACTIONS_APPLIED: &str = "router_transactions_applied_total";
+pub const FRAMES_SKIPPED: &str = "router_frames_skipped_total";
+pub const REPLICA_COMMIT_LATENCY: &str = "router_replica_commit_seconds";
+pub const BATCH_ROWS: &str = "router_batch_rows";
+pub const ERRORS: &str = "router_errors_total";
+pub const PARTITIONS_ASSIGNED: &str = "router_partitions_assigned";
+pub const PARTITIONS_STOPPED: &str = "router_partitions_stopped";
+pub const REBALANCES: &str = "router_rebalances_total";
+pub const TRUNCATE_WAIT: &str = "router_truncate_wait_seconds";
+
+/// Histogram buckets by metric-name suffix.
+pub const BUCKETS: &[(&str, &[f64])] = &[
+    (
+        "_seconds",
+        &[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ],
+    ),
+    (
+        "_rows",
+        &[
+            1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+        ],
+    ),
+];
+
+/// Registers descriptions once at start-up.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        ROWS_APPLIED,
+        "Row changes committed to the replica, by table and op"
+    );
+    describe_counter!(
+        TRANSACTIONS_APPLIED,
+        "Source transactions (one partition's frame) committed to the replica"
+    );
+    describe_counter!(
+        FRAMES_SKIPPED,
+        "Source transaction frames not applied, by reason: already_applied (a re-sent copy) or cut (interrupted by a new begin; re-sent whole later)"
+    );
+    describe_histogram!(
+        REPLICA_COMMIT_LATENCY,
+        Unit::Seconds,
+        "Time to run and commit one replica transaction"
+    );
+    describe_histogram!(BATCH_ROWS, "Row changes per replica transaction");
+    describe_counter!(ERRORS, "Errors by kind");
+    describe_gauge!(PARTITIONS_ASSIGNED, "Partitions this router consumes now");
+    describe_gauge!(
+        PARTITIONS_STOPPED,
+        "Partitions stopped at an event that cannot be applied (see the log)"
+    );
+    describe_counter!(
+        REBALANCES,
+        "Consumer-group rebalances seen, by kind (assign/revoke)"
+    );
+    describe_histogram!(
+        TRUNCATE_WAIT,
+        Unit::Seconds,
+        "Time a partition waited for the other partitions to reach a truncate"
+    );
+}

@@ -1,0 +1,325 @@
+//! One task per assigned partition: read in order, batch, apply, store the offset.
+//!
+//! Loop priority (`biased`): revocation/shutdown first, then the batch deadline, then the next
+//! message. Applying happens inline, so while the replica is slow or down the task reads nothing more
+//! (librdkafka's prefetch is bounded by `queued.max.messages.kbytes`): backpressure without buffers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use shared::backoff::Backoff;
+use shared::{ChangeEvent, Lsn};
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::Applier;
+use crate::batch::{Batch, Flush, Next, TruncateAt};
+use crate::consume::{partition_count, Health, PartitionQueue, RouterConsumer};
+use crate::error::{Position, RouterError};
+use crate::metrics as m;
+
+/// How often a partition waiting at a truncate checks whether the others arrived.
+const BARRIER_POLL: Duration = Duration::from_millis(50);
+
+/// What a partition task needs; cheap to clone.
+#[derive(Clone)]
+pub struct PartitionCtx {
+    pub applier: Arc<Applier>,
+    pub consumer: Arc<RouterConsumer>,
+    pub health: Health,
+    pub batch_max_rows: usize,
+    pub batch_max_wait: Duration,
+    pub max_backoff: Duration,
+}
+
+/// Why the loop ended.
+enum Stop {
+    Cancelled,
+    Failed(RouterError),
+}
+
+pub async fn run(
+    ctx: PartitionCtx,
+    partition: i32,
+    queue: PartitionQueue,
+    cancel: CancellationToken,
+) {
+    metrics::gauge!(m::PARTITIONS_ASSIGNED).increment(1.0);
+    let mut task = Task {
+        ctx,
+        partition,
+        cancel,
+    };
+    if let Stop::Failed(error) = task.run(&queue).await {
+        task.stop_at(error).await;
+    }
+    metrics::gauge!(m::PARTITIONS_ASSIGNED).decrement(1.0);
+}
+
+struct Task {
+    ctx: PartitionCtx,
+    partition: i32,
+    cancel: CancellationToken,
+}
+
+impl Task {
+    fn topic(&self) -> &str {
+        &self.ctx.applier.topic
+    }
+
+    fn at(&self, offset: i64) -> Position {
+        Position {
+            topic: self.topic().to_owned(),
+            partition: self.partition,
+            offset,
+        }
+    }
+
+    async fn run(&mut self, queue: &PartitionQueue) -> Stop {
+        let applier = Arc::clone(&self.ctx.applier);
+        let applied = match self
+            .retry("reading the applied position", || {
+                applier.replica.position(&applier.topic, self.partition)
+            })
+            .await
+        {
+            Ok(p) => p,
+            Err(stop) => return stop,
+        };
+        tracing::info!(
+            partition = self.partition,
+            commit_lsn = %applied.commit_lsn,
+            "partition task started"
+        );
+        let mut batch = Batch::new(applied, self.ctx.batch_max_rows, self.ctx.batch_max_wait);
+        loop {
+            let deadline = batch.deadline();
+            let far = Instant::now() + Duration::from_secs(3600);
+            let message = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Stop::Cancelled,
+                _ = tokio::time::sleep_until(deadline.unwrap_or(far).into()), if deadline.is_some() => {
+                    if let Err(stop) = self.flush(&mut batch, false, None).await {
+                        return stop;
+                    }
+                    continue;
+                }
+                message = queue.recv() => message,
+            };
+            let (offset, decoded) = match message {
+                Ok(msg) => (
+                    msg.offset(),
+                    msg.payload()
+                        .ok_or_else(|| "the message has no value".to_owned())
+                        .and_then(|p| ChangeEvent::from_json(p).map_err(|e| e.to_string())),
+                ),
+                Err(error) => {
+                    metrics::counter!(m::ERRORS, "kind" => "kafka").increment(1);
+                    tracing::warn!(partition = self.partition, error = %error, "kafka consume error");
+                    continue;
+                }
+            };
+            let event = match decoded {
+                Ok(e) => e,
+                Err(reason) => {
+                    return Stop::Failed(RouterError::Framing {
+                        at: self.at(offset),
+                        reason: format!("cannot decode the event: {reason}"),
+                    })
+                }
+            };
+            let next = match batch.push(offset, event) {
+                Ok(n) => n,
+                Err(e) => {
+                    return Stop::Failed(RouterError::Framing {
+                        at: self.at(offset),
+                        reason: e.0,
+                    })
+                }
+            };
+            let step = match next {
+                Next::Read => Ok(()),
+                Next::Flush => self.flush(&mut batch, true, None).await,
+                Next::Truncate(t) => self.truncate(&mut batch, &t).await,
+            };
+            if let Err(stop) = step {
+                return stop;
+            }
+        }
+    }
+
+    /// Applies what the batch has ready (with `partial`, the open frame too) and stores the offset.
+    async fn flush(
+        &self,
+        batch: &mut Batch,
+        partial: bool,
+        truncate_arrival: Option<(&str, Lsn)>,
+    ) -> Result<(), Stop> {
+        if !batch.has_work(partial) && truncate_arrival.is_none() {
+            return Ok(());
+        }
+        let flush: Flush = batch.take_flush(partial);
+        let needs_write = !flush.rows.is_empty()
+            || truncate_arrival.is_some()
+            || flush.position != batch.applied();
+        if needs_write {
+            let applier = Arc::clone(&self.ctx.applier);
+            self.retry("applying a batch", || {
+                applier.apply(self.partition, &flush, truncate_arrival)
+            })
+            .await?;
+        }
+        batch.flushed(flush.position);
+        if let Some(offset) = flush.store_offset {
+            if let Err(error) = self
+                .ctx
+                .consumer
+                .store_offset(self.topic(), self.partition, offset)
+            {
+                // The partition was revoked meanwhile; the next owner starts from the replica position.
+                tracing::debug!(partition = self.partition, error = %error, "cannot store offset");
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies everything before the truncate, waits until every partition reached it, then empties
+    /// the table once (whichever partition gets there first does it).
+    async fn truncate(&self, batch: &mut Batch, t: &TruncateAt) -> Result<(), Stop> {
+        let table = format!("{}.{}", t.schema, t.table);
+        self.flush(batch, true, Some((&table, t.lsn))).await?;
+        let started = Instant::now();
+        let mut last_log = Instant::now();
+        let applier = Arc::clone(&self.ctx.applier);
+        loop {
+            let (arrived, done) = self
+                .retry("reading the truncate barrier", || {
+                    applier
+                        .replica
+                        .truncate_state(&applier.topic, &table, t.lsn)
+                })
+                .await?;
+            if done {
+                break;
+            }
+            let partitions = partition_count(&self.ctx.consumer, self.topic())
+                .await
+                .unwrap_or(0);
+            if partitions > 0 && arrived >= partitions as i64 {
+                let delete = self
+                    .retry("checking the truncated table", || {
+                        applier.delete_all(&t.schema, &t.table)
+                    })
+                    .await?;
+                let did = self
+                    .retry("truncating", || {
+                        applier.replica.truncate_once(
+                            &applier.topic,
+                            &table,
+                            t.lsn,
+                            delete.as_deref(),
+                        )
+                    })
+                    .await?;
+                if did {
+                    metrics::counter!(m::ROWS_APPLIED, "table" => table.clone(), "op" => "truncate")
+                        .increment(1);
+                    tracing::info!(table = %table, lsn = %t.lsn, "table truncated");
+                }
+                break;
+            }
+            if last_log.elapsed() > Duration::from_secs(10) {
+                last_log = Instant::now();
+                tracing::info!(
+                    partition = self.partition,
+                    table = %table,
+                    arrived,
+                    partitions,
+                    "waiting for every partition to reach the truncate"
+                );
+            }
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(Stop::Cancelled),
+                _ = tokio::time::sleep(BARRIER_POLL) => {}
+            }
+        }
+        metrics::histogram!(m::TRUNCATE_WAIT).record(started.elapsed().as_secs_f64());
+        batch.truncate_done();
+        Ok(())
+    }
+
+    /// Runs `op` until it succeeds, retrying transient errors with backoff (the partition reads nothing
+    /// meanwhile). A definite error or cancellation ends the task.
+    async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, Stop>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RouterError>>,
+    {
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.ctx.max_backoff);
+        let mut failing = false;
+        let result = loop {
+            let attempt = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break Err(Stop::Cancelled),
+                r = op() => r,
+            };
+            match attempt {
+                Ok(v) => break Ok(v),
+                Err(error) if error.is_retryable() => {
+                    metrics::counter!(m::ERRORS, "kind" => error.kind()).increment(1);
+                    if !failing {
+                        failing = true;
+                        self.ctx.health.failing(true);
+                    }
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        partition = self.partition,
+                        error = format!("{:#}", anyhow::Error::from(error)),
+                        retry_in = ?delay,
+                        "{what} failed; waiting for the replica"
+                    );
+                    tokio::select! {
+                        biased;
+                        _ = self.cancel.cancelled() => break Err(Stop::Cancelled),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(error) => break Err(Stop::Failed(error)),
+            }
+        };
+        if failing {
+            self.ctx.health.failing(false);
+        }
+        result
+    }
+
+    /// A definite error: the partition stops here, paused, until it is revoked; nothing after the
+    /// event is applied and its offset is not stored.
+    async fn stop_at(&self, error: RouterError) {
+        metrics::counter!(m::ERRORS, "kind" => error.kind()).increment(1);
+        tracing::error!(
+            partition = self.partition,
+            error = format!("{:#}", anyhow::Error::from(error)),
+            "partition stopped: fix the cause, then restart the router"
+        );
+        self.ctx.health.stopped(true);
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(self.topic(), self.partition, Offset::Invalid)
+            .is_ok()
+        {
+            let _ = self.ctx.consumer.pause(&tpl);
+        }
+        self.cancel.cancelled().await;
+        self.ctx.health.stopped(false);
+    }
+}
+
+impl From<RouterError> for Stop {
+    fn from(e: RouterError) -> Self {
+        Stop::Failed(e)
+    }
+}

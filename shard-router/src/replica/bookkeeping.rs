@@ -1,0 +1,309 @@
+//! The router's own tables in each replica:
+//! - `_cascade_position`: per (topic, partition), what the replica holds (see [`AppliedPosition`]),
+//!   written in the same transaction as the rows;
+//! - `_cascade_truncate`: the truncate barrier, one row per partition that reached a truncate (with its
+//!   partition number) and one with partition `-1` once the table was emptied.
+//!
+//! LSNs are stored as BIGINT holding the u64's bits (`as i64` and back), so every LSN round-trips
+//! exactly; they are only ever compared in Rust.
+
+use shared::Lsn;
+
+use super::exec::{self, Bookkeeping};
+use super::Replica;
+use crate::batch::AppliedPosition;
+use crate::config::Dialect;
+use crate::error::RouterError;
+use crate::types::Bind;
+
+pub(super) const POSITION_TABLE: &str = "_cascade_position";
+pub(super) const TRUNCATE_TABLE: &str = "_cascade_truncate";
+
+pub(super) fn create_tables(dialect: Dialect) -> Vec<String> {
+    match dialect {
+        Dialect::MySql => vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS `{POSITION_TABLE}` (\
+                 topic VARCHAR(249) CHARACTER SET ascii NOT NULL, kafka_partition INT NOT NULL, \
+                 commit_lsn BIGINT NOT NULL, partial_lsn BIGINT NOT NULL, partial_rows BIGINT NOT NULL, \
+                 updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
+                 PRIMARY KEY (topic, kafka_partition)) ENGINE=InnoDB"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS `{TRUNCATE_TABLE}` (\
+                 topic VARCHAR(249) CHARACTER SET ascii NOT NULL, \
+                 table_name VARCHAR(300) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
+                 truncate_lsn BIGINT NOT NULL, kafka_partition INT NOT NULL, \
+                 PRIMARY KEY (topic, table_name, truncate_lsn, kafka_partition)) ENGINE=InnoDB"
+            ),
+        ],
+        Dialect::Sqlite | Dialect::Postgres => vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS \"{POSITION_TABLE}\" (\
+                 topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL, \
+                 commit_lsn BIGINT NOT NULL, partial_lsn BIGINT NOT NULL, partial_rows BIGINT NOT NULL, \
+                 PRIMARY KEY (topic, kafka_partition))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS \"{TRUNCATE_TABLE}\" (\
+                 topic TEXT NOT NULL, table_name TEXT NOT NULL, truncate_lsn BIGINT NOT NULL, \
+                 kafka_partition INTEGER NOT NULL, \
+                 PRIMARY KEY (topic, table_name, truncate_lsn, kafka_partition))"
+            ),
+        ],
+    }
+}
+
+/// Placeholders `?` or `$1..$n`.
+fn params(dialect: Dialect, n: usize) -> Vec<String> {
+    (1..=n)
+        .map(|i| match dialect {
+            Dialect::Postgres => format!("${i}"),
+            _ => "?".to_owned(),
+        })
+        .collect()
+}
+
+fn lsn(l: Lsn) -> Bind {
+    Bind::Int(l.0 as i64)
+}
+
+/// An insert that does nothing when the row exists.
+fn insert_ignoring(dialect: Dialect, table: &str, columns: &str, n: usize) -> String {
+    let p = params(dialect, n).join(", ");
+    match dialect {
+        Dialect::MySql => format!("INSERT IGNORE INTO `{table}` ({columns}) VALUES ({p})"),
+        _ => format!("INSERT INTO \"{table}\" ({columns}) VALUES ({p}) ON CONFLICT DO NOTHING"),
+    }
+}
+
+/// The statements that record `position` (and a truncate arrival) inside an apply transaction.
+pub(super) fn position_statements(
+    dialect: Dialect,
+    topic: &str,
+    partition: i32,
+    position: &AppliedPosition,
+    truncate_arrival: Option<(&str, Lsn)>,
+) -> Vec<Bookkeeping> {
+    let p = params(dialect, 5).join(", ");
+    let columns = "topic, kafka_partition, commit_lsn, partial_lsn, partial_rows";
+    let sql = match dialect {
+        Dialect::MySql => format!(
+            "INSERT INTO `{POSITION_TABLE}` ({columns}) VALUES ({p}) ON DUPLICATE KEY UPDATE \
+             commit_lsn = VALUES(commit_lsn), partial_lsn = VALUES(partial_lsn), partial_rows = VALUES(partial_rows)"
+        ),
+        _ => format!(
+            "INSERT INTO \"{POSITION_TABLE}\" ({columns}) VALUES ({p}) ON CONFLICT (topic, kafka_partition) DO UPDATE SET \
+             commit_lsn = excluded.commit_lsn, partial_lsn = excluded.partial_lsn, partial_rows = excluded.partial_rows"
+        ),
+    };
+    let mut out = vec![Bookkeeping {
+        sql,
+        binds: vec![
+            Bind::Text(topic.to_owned()),
+            Bind::Int(i64::from(partition)),
+            lsn(position.commit_lsn),
+            lsn(position.partial_lsn),
+            Bind::Int(i64::try_from(position.partial_rows).unwrap_or(i64::MAX)),
+        ],
+    }];
+    if let Some((table, at)) = truncate_arrival {
+        out.push(Bookkeeping {
+            sql: insert_ignoring(
+                dialect,
+                TRUNCATE_TABLE,
+                "topic, table_name, truncate_lsn, kafka_partition",
+                4,
+            ),
+            binds: vec![
+                Bind::Text(topic.to_owned()),
+                Bind::Text(table.to_owned()),
+                lsn(at),
+                Bind::Int(i64::from(partition)),
+            ],
+        });
+    }
+    out
+}
+
+pub(super) async fn read_position(
+    replica: &Replica,
+    topic: &str,
+    partition: i32,
+) -> Result<AppliedPosition, RouterError> {
+    let dialect = replica.dialect();
+    let p = params(dialect, 2);
+    let q = |quote: char| {
+        format!(
+            "SELECT commit_lsn, partial_lsn, partial_rows FROM {quote}{POSITION_TABLE}{quote} \
+             WHERE topic = {} AND kafka_partition = {}",
+            p[0], p[1]
+        )
+    };
+    let row: Result<Option<(i64, i64, i64)>, sqlx::Error> = match replica {
+        Replica::MySql { pool, .. } => {
+            sqlx::query_as(&q('`'))
+                .bind(topic)
+                .bind(partition)
+                .fetch_optional(pool)
+                .await
+        }
+        Replica::Sqlite(pool) => {
+            sqlx::query_as(&q('"'))
+                .bind(topic)
+                .bind(partition)
+                .fetch_optional(pool)
+                .await
+        }
+        Replica::Postgres(pool) => {
+            sqlx::query_as(&q('"'))
+                .bind(topic)
+                .bind(partition)
+                .fetch_optional(pool)
+                .await
+        }
+    };
+    let row = row.map_err(|e| {
+        RouterError::replica(format!("reading the position of {topic}/{partition}"), e)
+    })?;
+    Ok(match row {
+        Some((c, p, r)) => AppliedPosition {
+            commit_lsn: Lsn(c as u64),
+            partial_lsn: Lsn(p as u64),
+            partial_rows: u64::try_from(r).unwrap_or(0),
+        },
+        None => AppliedPosition::default(),
+    })
+}
+
+pub(super) async fn truncate_state(
+    replica: &Replica,
+    topic: &str,
+    table: &str,
+    at: Lsn,
+) -> Result<(i64, bool), RouterError> {
+    let dialect = replica.dialect();
+    let p = params(dialect, 3);
+    let quote = if dialect == Dialect::MySql { '`' } else { '"' };
+    let sql = format!(
+        "SELECT COUNT(CASE WHEN kafka_partition >= 0 THEN 1 END), COUNT(CASE WHEN kafka_partition < 0 THEN 1 END) \
+         FROM {quote}{TRUNCATE_TABLE}{quote} WHERE topic = {} AND table_name = {} AND truncate_lsn = {}",
+        p[0], p[1], p[2]
+    );
+    let at = at.0 as i64;
+    let row: Result<(i64, i64), sqlx::Error> = match replica {
+        Replica::MySql { pool, .. } => {
+            sqlx::query_as(&sql)
+                .bind(topic)
+                .bind(table)
+                .bind(at)
+                .fetch_one(pool)
+                .await
+        }
+        Replica::Sqlite(pool) => {
+            sqlx::query_as(&sql)
+                .bind(topic)
+                .bind(table)
+                .bind(at)
+                .fetch_one(pool)
+                .await
+        }
+        Replica::Postgres(pool) => {
+            sqlx::query_as(&sql)
+                .bind(topic)
+                .bind(table)
+                .bind(at)
+                .fetch_one(pool)
+                .await
+        }
+    };
+    let (arrived, done) = row
+        .map_err(|e| RouterError::replica(format!("reading the truncate barrier of {table}"), e))?;
+    Ok((arrived, done > 0))
+}
+
+pub(super) async fn truncate_once(
+    replica: &Replica,
+    topic: &str,
+    table: &str,
+    at: Lsn,
+    delete: Option<&str>,
+) -> Result<bool, RouterError> {
+    let dialect = replica.dialect();
+    let claim = Bookkeeping {
+        sql: insert_ignoring(
+            dialect,
+            TRUNCATE_TABLE,
+            "topic, table_name, truncate_lsn, kafka_partition",
+            4,
+        ),
+        binds: vec![
+            Bind::Text(topic.to_owned()),
+            Bind::Text(table.to_owned()),
+            lsn(at),
+            Bind::Int(-1),
+        ],
+    };
+    let delete = delete.map(|sql| Bookkeeping {
+        sql: sql.to_owned(),
+        binds: Vec::new(),
+    });
+    let result = match replica {
+        Replica::MySql { pool, .. } => exec::claim_then(pool, &claim, delete.as_ref()).await,
+        Replica::Sqlite(pool) => exec::claim_then(pool, &claim, delete.as_ref()).await,
+        Replica::Postgres(pool) => exec::claim_then(pool, &claim, delete.as_ref()).await,
+    };
+    result.map_err(|e| RouterError::replica(format!("truncating {table}"), e))
+}
+
+/// The binary collation for text columns of new MySQL tables: NO PAD where the server has one, so
+/// `'a'` and `'a '` stay different keys (MariaDB `utf8mb4_nopad_bin`, MySQL 8 `utf8mb4_0900_bin`).
+pub(super) async fn mysql_collation(pool: &sqlx::MySqlPool) -> Result<String, RouterError> {
+    for candidate in ["utf8mb4_nopad_bin", "utf8mb4_0900_bin"] {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT CAST(COLLATION_NAME AS CHAR) FROM information_schema.COLLATIONS WHERE COLLATION_NAME = ?",
+        )
+        .bind(candidate)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| RouterError::replica("reading the server's collations", e))?;
+        if let Some(found) = found {
+            return Ok(found);
+        }
+    }
+    tracing::warn!("the MySQL server has no NO PAD binary collation: text keys differing only in trailing spaces will collide");
+    Ok("utf8mb4_bin".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_upsert_per_dialect() {
+        let pos = AppliedPosition {
+            commit_lsn: Lsn(u64::MAX),
+            partial_lsn: Lsn(5),
+            partial_rows: 2,
+        };
+        let s = position_statements(
+            Dialect::Postgres,
+            "cascade.main",
+            3,
+            &pos,
+            Some(("public.t", Lsn(9))),
+        );
+        assert_eq!(s.len(), 2);
+        assert!(s[0]
+            .sql
+            .contains("VALUES ($1, $2, $3, $4, $5) ON CONFLICT (topic, kafka_partition)"));
+        // The u64's bits survive the trip through BIGINT.
+        assert_eq!(s[0].binds[2], Bind::Int(-1));
+        assert_eq!(Lsn(-1i64 as u64), Lsn(u64::MAX));
+        assert!(s[1].sql.ends_with("ON CONFLICT DO NOTHING"));
+        let m = position_statements(Dialect::MySql, "cascade.main", 3, &pos, None);
+        assert_eq!(m.len(), 1);
+        assert!(m[0].sql.contains("ON DUPLICATE KEY UPDATE"));
+        assert!(m[0].sql.contains("VALUES (?, ?, ?, ?, ?)"));
+    }
+}

@@ -1,0 +1,224 @@
+//! Running planned statements on any of the three engines: one generic function over sqlx's
+//! `Database`, so the transaction logic exists once.
+
+use std::fmt;
+
+use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
+
+use crate::plan::Statement;
+use crate::types::Bind;
+
+/// Statement text with its parameters: planned statements and the router's own bookkeeping.
+pub(crate) trait SqlText {
+    fn sql(&self) -> &str;
+    fn binds(&self) -> &[Bind];
+}
+
+impl SqlText for Statement {
+    fn sql(&self) -> &str {
+        &self.sql
+    }
+    fn binds(&self) -> &[Bind] {
+        &self.binds
+    }
+}
+
+/// A statement on the bookkeeping tables.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Bookkeeping {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl SqlText for Bookkeeping {
+    fn sql(&self) -> &str {
+        &self.sql
+    }
+    fn binds(&self) -> &[Bind] {
+        &self.binds
+    }
+}
+
+/// A statement of a replica transaction failed; the transaction was rolled back.
+#[derive(Debug)]
+pub struct StatementFailed {
+    /// Index into the statements handed over; `None` when beginning, committing or the bookkeeping
+    /// failed.
+    pub index: Option<usize>,
+    pub source: sqlx::Error,
+}
+
+impl StatementFailed {
+    pub(crate) fn bookkeeping(source: sqlx::Error) -> Self {
+        StatementFailed {
+            index: None,
+            source,
+        }
+    }
+}
+
+impl fmt::Display for StatementFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "statement {i} failed: {}", self.source),
+            None => write!(f, "{}", self.source),
+        }
+    }
+}
+
+/// Runs `statements` then `bookkeeping` in one transaction and commits.
+pub(super) async fn in_transaction<DB>(
+    pool: &Pool<DB>,
+    statements: &[Statement],
+    bookkeeping: &[Bookkeeping],
+) -> Result<(), StatementFailed>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    let mut tx = pool.begin().await.map_err(StatementFailed::bookkeeping)?;
+    for (i, statement) in statements.iter().enumerate() {
+        run(&mut *tx, statement)
+            .await
+            .map_err(|source| StatementFailed {
+                index: Some(i),
+                source,
+            })?;
+    }
+    for statement in bookkeeping {
+        run(&mut *tx, statement)
+            .await
+            .map_err(StatementFailed::bookkeeping)?;
+    }
+    tx.commit().await.map_err(StatementFailed::bookkeeping)
+}
+
+/// Runs `statements` in a transaction that is rolled back in the end.
+pub(super) async fn dry_run<DB>(
+    pool: &Pool<DB>,
+    statements: &[Statement],
+) -> Result<(), StatementFailed>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    let mut tx = pool.begin().await.map_err(StatementFailed::bookkeeping)?;
+    for (i, statement) in statements.iter().enumerate() {
+        run(&mut *tx, statement)
+            .await
+            .map_err(|source| StatementFailed {
+                index: Some(i),
+                source,
+            })?;
+    }
+    tx.rollback().await.map_err(StatementFailed::bookkeeping)
+}
+
+/// The number of rows a statement affected; sqlx has no common trait for it.
+pub(super) trait RowsAffected {
+    fn affected(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::mysql::MySqlQueryResult {
+    fn affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+/// Runs `claim` and, only if it affected a row, `then`, in one transaction; returns whether it did.
+/// The claim is an insert that ignores a conflicting row, so exactly one caller wins.
+pub(super) async fn claim_then<DB>(
+    pool: &Pool<DB>,
+    claim: &Bookkeeping,
+    then: Option<&Bookkeeping>,
+) -> Result<bool, sqlx::Error>
+where
+    DB: Database,
+    DB::QueryResult: RowsAffected,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    let mut tx = pool.begin().await?;
+    let query = bind_all(sqlx::query::<DB>(claim.sql()), claim.binds());
+    let won = (&mut *tx).execute(query).await?.affected() > 0;
+    if !won {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    if let Some(then) = then {
+        run(&mut *tx, then).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn run<'c, DB, S: SqlText>(
+    conn: &'c mut DB::Connection,
+    statement: &S,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    let query = bind_all(sqlx::query::<DB>(statement.sql()), statement.binds());
+    conn.execute(query).await.map(|_| ())
+}
+
+fn bind_all<'q, DB>(
+    mut query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+where
+    DB: Database,
+    i64: Encode<'q, DB> + Type<DB>,
+    f64: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    &'q [u8]: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    for bind in binds {
+        query = match bind {
+            Bind::Null => query.bind(None::<&str>),
+            Bind::Int(v) => query.bind(*v),
+            Bind::Float(v) => query.bind(*v),
+            Bind::Text(v) => query.bind(v.as_str()),
+            Bind::Bytes(v) => query.bind(v.as_slice()),
+        };
+    }
+    query
+}

@@ -1,0 +1,260 @@
+//! The replica connection: one enum over the three engines, chosen by URL scheme.
+//!
+//! Guarantees the partition tasks rely on:
+//! - [`Replica::apply`] runs a flush's statements and records the partition's position in **one**
+//!   replica transaction: either both are durable or neither is. The Kafka offset is stored only after
+//!   it returned `Ok`.
+//! - Statements are idempotent for tables with a primary key (upserts and deletes by key); the recorded
+//!   position makes replays skip what is applied, which also covers tables without one.
+//! - DDL ([`Replica::run_ddl`]) runs outside apply transactions: MySQL commits implicitly around DDL.
+
+mod bookkeeping;
+mod exec;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use shared::Lsn;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Executor};
+
+use crate::batch::AppliedPosition;
+use crate::config::{Dialect, ReplicaUrl};
+use crate::error::RouterError;
+use crate::plan::Statement;
+
+pub use exec::StatementFailed;
+
+/// How long to wait for a connection from the pool (or a new one) before calling the replica unreachable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A replica database.
+#[derive(Clone, Debug)]
+pub enum Replica {
+    MySql { pool: MySqlPool, collation: String },
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Replica {
+    /// Opens a pool of at most `connections` connections and checks the replica answers.
+    pub async fn connect(url: &ReplicaUrl, connections: u32) -> Result<Self, RouterError> {
+        let raw = url.secret_url().as_str();
+        let bad_url =
+            |e: sqlx::Error| RouterError::replica(format!("invalid replica URL {url}"), e);
+        let replica = match url.dialect {
+            Dialect::MySql => {
+                let raw = raw.replacen("mariadb://", "mysql://", 1);
+                let options = MySqlConnectOptions::from_str(&raw)
+                    .map_err(bad_url)?
+                    .charset("utf8mb4")
+                    .timezone(Some("+00:00".to_owned()))
+                    .disable_statement_logging();
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // Strict mode: a value the column cannot hold is an error, never a silent
+                            // truncation or rounding.
+                            conn.execute(
+                                "SET SESSION sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION')",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| RouterError::replica(format!("cannot connect to {url}"), e))?;
+                let collation = bookkeeping::mysql_collation(&pool).await?;
+                Replica::MySql { pool, collation }
+            }
+            Dialect::Sqlite => {
+                let options = SqliteConnectOptions::from_str(raw)
+                    .map_err(bad_url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // FULL: a committed transaction survives a power loss, which is what allows the
+                    // Kafka offset to advance after it.
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(false)
+                    .disable_statement_logging();
+                // SQLite has one writer at a time; one connection serialises the partitions' writes
+                // instead of making them fail with SQLITE_BUSY.
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| RouterError::replica(format!("cannot open {url}"), e))?;
+                Replica::Sqlite(pool)
+            }
+            Dialect::Postgres => {
+                let options = PgConnectOptions::from_str(raw)
+                    .map_err(bad_url)?
+                    .options([
+                        ("TimeZone", "UTC"),
+                        ("DateStyle", "ISO,YMD"),
+                        ("IntervalStyle", "postgres"),
+                    ])
+                    .disable_statement_logging();
+                let pool = PgPoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| RouterError::replica(format!("cannot connect to {url}"), e))?;
+                Replica::Postgres(pool)
+            }
+        };
+        replica.prepare().await?;
+        Ok(replica)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Replica::MySql { .. } => Dialect::MySql,
+            Replica::Sqlite(_) => Dialect::Sqlite,
+            Replica::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// The text collation new MySQL tables get (binary, NO PAD where the server has one).
+    pub fn collation(&self) -> &str {
+        match self {
+            Replica::MySql { collation, .. } => collation,
+            // Ignored by the other dialects.
+            _ => "utf8mb4_bin",
+        }
+    }
+
+    /// Creates the bookkeeping tables if missing.
+    async fn prepare(&self) -> Result<(), RouterError> {
+        self.run_ddl(&bookkeeping::create_tables(self.dialect()))
+            .await
+    }
+
+    /// Runs DDL statements one by one, outside any transaction.
+    pub async fn run_ddl(&self, statements: &[String]) -> Result<(), RouterError> {
+        for sql in statements {
+            let result = match self {
+                Replica::MySql { pool, .. } => pool.execute(sql.as_str()).await.map(|_| ()),
+                Replica::Sqlite(pool) => pool.execute(sql.as_str()).await.map(|_| ()),
+                Replica::Postgres(pool) => pool.execute(sql.as_str()).await.map(|_| ()),
+            };
+            result.map_err(|e| {
+                RouterError::replica(format!("creating or altering a table: {sql}"), e)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The columns of a replica table, or `None` when it does not exist. `schema` is the replica
+    /// schema (PostgreSQL only); `name` the replica table name.
+    pub async fn existing_columns(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Vec<String>>, RouterError> {
+        let cols: Result<Vec<String>, sqlx::Error> = match self {
+            Replica::MySql { pool, .. } => {
+                sqlx::query_scalar(
+                    "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.COLUMNS \
+                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                )
+                .bind(name)
+                .fetch_all(pool)
+                .await
+            }
+            Replica::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
+                    .bind(name)
+                    .fetch_all(pool)
+                    .await
+            }
+            Replica::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT column_name::text FROM information_schema.columns \
+                     WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+                )
+                .bind(schema.unwrap_or("public"))
+                .bind(name)
+                .fetch_all(pool)
+                .await
+            }
+        };
+        let cols =
+            cols.map_err(|e| RouterError::replica(format!("reading the columns of {name}"), e))?;
+        Ok(if cols.is_empty() { None } else { Some(cols) })
+    }
+
+    /// The position recorded for a partition (zero if none).
+    pub async fn position(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<AppliedPosition, RouterError> {
+        bookkeeping::read_position(self, topic, partition).await
+    }
+
+    /// Runs `statements` and records `position` for the partition in one transaction. A failing
+    /// statement rolls everything back and is named by its index.
+    pub async fn apply(
+        &self,
+        statements: &[Statement],
+        topic: &str,
+        partition: i32,
+        position: &AppliedPosition,
+        truncate_arrival: Option<(&str, Lsn)>,
+    ) -> Result<(), StatementFailed> {
+        let book = bookkeeping::position_statements(
+            self.dialect(),
+            topic,
+            partition,
+            position,
+            truncate_arrival,
+        );
+        match self {
+            Replica::MySql { pool, .. } => exec::in_transaction(pool, statements, &book).await,
+            Replica::Sqlite(pool) => exec::in_transaction(pool, statements, &book).await,
+            Replica::Postgres(pool) => exec::in_transaction(pool, statements, &book).await,
+        }
+    }
+
+    /// Runs `statements` in a transaction that is always rolled back: finds which one fails.
+    pub async fn dry_run(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
+        match self {
+            Replica::MySql { pool, .. } => exec::dry_run(pool, statements).await,
+            Replica::Sqlite(pool) => exec::dry_run(pool, statements).await,
+            Replica::Postgres(pool) => exec::dry_run(pool, statements).await,
+        }
+    }
+
+    /// How many partitions reached the truncate of `table` at `lsn`, and whether it is done.
+    pub async fn truncate_state(
+        &self,
+        topic: &str,
+        table: &str,
+        lsn: Lsn,
+    ) -> Result<(i64, bool), RouterError> {
+        bookkeeping::truncate_state(self, topic, table, lsn).await
+    }
+
+    /// Marks the truncate done and runs `delete` (if the table exists) in one transaction, unless
+    /// another partition already did; returns whether this call did it.
+    pub async fn truncate_once(
+        &self,
+        topic: &str,
+        table: &str,
+        lsn: Lsn,
+        delete: Option<&str>,
+    ) -> Result<bool, RouterError> {
+        bookkeeping::truncate_once(self, topic, table, lsn, delete).await
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests of shard-router against the local services (`scripts/services.sh up`).
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod e2e;
+mod support;

@@ -1,0 +1,354 @@
+//! Compares a source table with its replica, normalising values by the source column's type:
+//! numeric as exact decimals, timestamps as UTC instants, floats as doubles, json and arrays as parsed
+//! JSON, bytea as bytes, booleans as true/false. Used by the end-to-end tests and the demo's
+//! verification table.
+
+use std::str::FromStr;
+
+use sqlx::{ConnectOptions, Connection, Row};
+
+use crate::connect;
+
+/// The engine of a replica URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    MySql,
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn of_url(url: &str) -> Option<Engine> {
+        let scheme = url.split_once("://")?.0;
+        match scheme {
+            "mysql" | "mariadb" => Some(Engine::MySql),
+            "sqlite" => Some(Engine::Sqlite),
+            "postgres" | "postgresql" => Some(Engine::Postgres),
+            _ => None,
+        }
+    }
+}
+
+/// How a column's values are compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Decimal,
+    Float,
+    Bool,
+    Timestamp,
+    TimestampTz,
+    Time,
+    Json,
+    Array,
+    Bytes,
+}
+
+#[derive(Clone, Debug)]
+pub struct Col {
+    pub name: String,
+    kind: Kind,
+}
+
+fn kind_of(data_type: &str) -> Kind {
+    match data_type {
+        "numeric" => Kind::Decimal,
+        "real" | "double precision" => Kind::Float,
+        "boolean" => Kind::Bool,
+        "timestamp without time zone" => Kind::Timestamp,
+        "timestamp with time zone" => Kind::TimestampTz,
+        "time without time zone" => Kind::Time,
+        "json" | "jsonb" => Kind::Json,
+        "ARRAY" => Kind::Array,
+        "bytea" => Kind::Bytes,
+        _ => Kind::Text,
+    }
+}
+
+fn pg_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn pg_expr(c: &Col) -> String {
+    let q = pg_ident(&c.name);
+    match c.kind {
+        Kind::TimestampTz => format!("to_char({q} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"),
+        Kind::Timestamp => format!("to_char({q}, 'YYYY-MM-DD HH24:MI:SS.US')"),
+        Kind::Array => format!("array_to_json({q})::text"),
+        Kind::Bytes => format!("encode({q}, 'hex')"),
+        _ => format!("{q}::text"),
+    }
+}
+
+fn replica_expr(engine: Engine, c: &Col) -> String {
+    match engine {
+        Engine::Postgres => pg_expr(c),
+        Engine::MySql => {
+            let q = format!("`{}`", c.name.replace('`', "``"));
+            match c.kind {
+                Kind::Timestamp | Kind::TimestampTz => {
+                    format!("DATE_FORMAT({q}, '%Y-%m-%d %H:%i:%s.%f')")
+                }
+                Kind::Bytes => format!("LOWER(HEX({q}))"),
+                _ => format!("CAST({q} AS CHAR)"),
+            }
+        }
+        Engine::Sqlite => {
+            let q = pg_ident(&c.name);
+            let e = match c.kind {
+                Kind::Float => format!("printf('%!.17g', {q})"),
+                Kind::Bytes => format!("lower(hex({q}))"),
+                _ => format!("CAST({q} AS TEXT)"),
+            };
+            // printf() and hex() turn NULL into '': keep NULL apart.
+            format!("CASE WHEN {q} IS NULL THEN NULL ELSE {e} END")
+        }
+    }
+}
+
+fn strip_fraction(s: &str) -> String {
+    match s.split_once('.') {
+        Some((whole, frac)) => {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                whole.to_owned()
+            } else {
+                format!("{whole}.{frac}")
+            }
+        }
+        None => s.to_owned(),
+    }
+}
+
+fn normalize(kind: Kind, v: Option<String>) -> Option<String> {
+    let v = v?;
+    Some(match kind {
+        Kind::Text => v,
+        Kind::Decimal => {
+            if v.parse::<f64>().is_ok_and(|f| !f.is_finite()) || v == "NaN" {
+                return Some(v);
+            }
+            let (neg, digits) = match v.strip_prefix('-') {
+                Some(d) => (true, d),
+                None => (false, v.as_str()),
+            };
+            let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            let int = int.trim_start_matches('0');
+            let frac = frac.trim_end_matches('0');
+            let int = if int.is_empty() { "0" } else { int };
+            let body = if frac.is_empty() {
+                int.to_owned()
+            } else {
+                format!("{int}.{frac}")
+            };
+            if neg && body != "0" {
+                format!("-{body}")
+            } else {
+                body
+            }
+        }
+        Kind::Float => match v.to_ascii_lowercase().as_str() {
+            "nan" => "NaN".into(),
+            "infinity" | "inf" => "Infinity".into(),
+            "-infinity" | "-inf" => "-Infinity".into(),
+            other => format!("{:?}", other.parse::<f64>().unwrap_or(f64::NAN)),
+        },
+        Kind::Bool => match v.as_str() {
+            "t" | "true" | "1" => "true".into(),
+            "f" | "false" | "0" => "false".into(),
+            other => other.into(),
+        },
+        Kind::Timestamp | Kind::TimestampTz => strip_fraction(
+            v.trim_end_matches('Z')
+                .trim_end_matches("+00")
+                .replace('T', " ")
+                .as_str(),
+        ),
+        Kind::Time => strip_fraction(&v),
+        Kind::Json | Kind::Array => match serde_json::from_str::<serde_json::Value>(&v) {
+            Ok(j) => j.to_string(),
+            Err(_) => format!("<invalid json> {v}"),
+        },
+        Kind::Bytes => v.to_ascii_lowercase(),
+    })
+}
+
+/// A table's rows, normalised and sorted.
+pub type Rows = Vec<Vec<Option<String>>>;
+
+pub async fn columns_of(source: &tokio_postgres::Client, table: &str) -> Vec<Col> {
+    source
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+            &[&table],
+        )
+        .await
+        .expect("read source columns")
+        .iter()
+        .map(|r| Col {
+            name: r.get(0),
+            kind: kind_of(r.get::<_, String>(1).as_str()),
+        })
+        .collect()
+}
+
+/// The source table's rows. With `nan_as_null` (Debian's wal2json 2.5, which prints NaN and
+/// ±Infinity as null), those values are expected as NULL on the replica.
+pub async fn source_rows(source: &tokio_postgres::Client, table: &str, nan_as_null: bool) -> Rows {
+    let cols = columns_of(source, table).await;
+    let exprs: Vec<String> = cols.iter().map(pg_expr).collect();
+    let sql = format!(
+        "SELECT {} FROM public.{}",
+        exprs.join(", "),
+        pg_ident(table)
+    );
+    let mut rows: Rows = source
+        .query(sql.as_str(), &[])
+        .await
+        .unwrap_or_else(|e| panic!("read source {table}: {e}"))
+        .iter()
+        .map(|r| {
+            cols.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let v = normalize(c.kind, r.get::<_, Option<String>>(i));
+                    let special = matches!(v.as_deref(), Some("NaN" | "Infinity" | "-Infinity"));
+                    if nan_as_null && special && matches!(c.kind, Kind::Float | Kind::Decimal) {
+                        None
+                    } else {
+                        v
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The replica table's rows, read with the source's column list; `None` if the table is missing.
+pub async fn replica_rows(
+    engine: Engine,
+    url: &str,
+    source: &tokio_postgres::Client,
+    table: &str,
+) -> Option<Rows> {
+    let cols = columns_of(source, table).await;
+    let exprs: Vec<String> = cols.iter().map(|c| replica_expr(engine, c)).collect();
+    let raw: Vec<Vec<Option<String>>> = match engine {
+        Engine::Postgres => {
+            let client = connect(url).await;
+            let sql = format!(
+                "SELECT {} FROM public.{}",
+                exprs.join(", "),
+                pg_ident(table)
+            );
+            let rows = client.query(sql.as_str(), &[]).await.ok()?;
+            rows.iter()
+                .map(|r| {
+                    (0..cols.len())
+                        .map(|i| r.get::<_, Option<String>>(i))
+                        .collect()
+                })
+                .collect()
+        }
+        Engine::MySql => {
+            let mut conn = sqlx::mysql::MySqlConnection::connect(url).await.ok()?;
+            let sql = format!(
+                "SELECT {} FROM `{}`",
+                exprs.join(", "),
+                table.replace('`', "``")
+            );
+            let rows = sqlx::query(&sql).fetch_all(&mut conn).await.ok()?;
+            rows.iter()
+                .map(|r| {
+                    (0..cols.len())
+                        .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                        .collect()
+                })
+                .collect()
+        }
+        Engine::Sqlite => {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .ok()?
+                .read_only(true);
+            let mut conn = options.connect().await.ok()?;
+            let sql = format!("SELECT {} FROM {}", exprs.join(", "), pg_ident(table));
+            let rows = sqlx::query(&sql).fetch_all(&mut conn).await.ok()?;
+            rows.iter()
+                .map(|r| {
+                    (0..cols.len())
+                        .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                        .collect()
+                })
+                .collect()
+        }
+    };
+    let mut rows: Rows = raw
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .zip(&cols)
+                .map(|(v, c)| normalize(c.kind, v))
+                .collect()
+        })
+        .collect();
+    rows.sort();
+    Some(rows)
+}
+
+/// Describes how two row sets differ (at most a few rows each way), or `None` if equal.
+pub fn diff(source: &Rows, replica: Option<&Rows>) -> Option<String> {
+    let Some(replica) = replica else {
+        return Some("the replica table does not exist (yet)".into());
+    };
+    if source == replica {
+        return None;
+    }
+    let missing: Vec<_> = source
+        .iter()
+        .filter(|r| !replica.contains(r))
+        .take(3)
+        .collect();
+    let extra: Vec<_> = replica
+        .iter()
+        .filter(|r| !source.contains(r))
+        .take(3)
+        .collect();
+    Some(format!(
+        "source has {} rows, replica {}; missing on the replica: {missing:?}; only on the replica: {extra:?}",
+        source.len(),
+        replica.len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation() {
+        let n = |k, v: &str| normalize(k, Some(v.to_owned())).unwrap();
+        assert_eq!(n(Kind::Decimal, "0012.3400"), "12.34");
+        assert_eq!(n(Kind::Decimal, "-0.000"), "0");
+        assert_eq!(n(Kind::Decimal, "5"), n(Kind::Decimal, "5.000000"));
+        assert_eq!(
+            n(Kind::TimestampTz, "2024-03-10 10:30:00.500000"),
+            "2024-03-10 10:30:00.5"
+        );
+        assert_eq!(
+            n(Kind::TimestampTz, "2024-03-10 10:30:00Z"),
+            "2024-03-10 10:30:00"
+        );
+        assert_eq!(
+            n(Kind::Json, r#"{"b": 1, "a": 2}"#),
+            n(Kind::Json, r#"{"a":2,"b":1}"#)
+        );
+        assert_eq!(
+            n(Kind::Float, "3.4028235e+38"),
+            n(Kind::Float, "3.4028235e38")
+        );
+        assert_eq!(n(Kind::Bool, "t"), n(Kind::Bool, "1"));
+    }
+}
