@@ -40,6 +40,44 @@ pub struct Flush {
     pub store_offset: Option<i64>,
     /// Source transactions this flush completes.
     pub frames: usize,
+    /// Where each complete frame ends in `rows`, in order.
+    pub frame_ends: Vec<FrameEnd>,
+}
+
+/// The end of a complete frame within a flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameEnd {
+    /// `rows.len()` at the frame's `C`.
+    pub rows: usize,
+    pub commit_lsn: Lsn,
+    /// The offset after the frame's `C`.
+    pub next_offset: i64,
+}
+
+impl Flush {
+    /// Splits off the complete frames that end at or before row `row` (the rows before a failing
+    /// one), so they can be applied on their own. `None` if no frame ends there.
+    pub fn split_before(&mut self, row: usize) -> Option<Flush> {
+        let cut = self.frame_ends.iter().rposition(|e| e.rows <= row)?;
+        let end = self.frame_ends[cut];
+        let rest_rows = self.rows.split_off(end.rows);
+        let rows = std::mem::replace(&mut self.rows, rest_rows);
+        let mut ends: Vec<FrameEnd> = self.frame_ends.drain(..=cut).collect();
+        for e in &mut self.frame_ends {
+            e.rows -= end.rows;
+        }
+        ends.shrink_to_fit();
+        Some(Flush {
+            rows,
+            position: AppliedPosition {
+                commit_lsn: end.commit_lsn,
+                ..Default::default()
+            },
+            store_offset: Some(end.next_offset),
+            frames: ends.len(),
+            frame_ends: ends,
+        })
+    }
 }
 
 /// What the task should do after handing over a message.
@@ -92,6 +130,7 @@ pub struct Batch {
     /// The last complete frame buffered: its commit LSN and the offset after its `C`.
     last_complete: Option<(Lsn, i64)>,
     complete_frames: usize,
+    frame_ends: Vec<FrameEnd>,
     first_complete_at: Option<Instant>,
     current: Option<Frame>,
 }
@@ -106,6 +145,7 @@ impl Batch {
             complete_rows: 0,
             last_complete: None,
             complete_frames: 0,
+            frame_ends: Vec::new(),
             first_complete_at: None,
             current: None,
         }
@@ -167,7 +207,13 @@ impl Batch {
                     self.complete_frames += 1;
                 }
                 self.complete_rows = self.rows.len();
-                self.last_complete = Some((frame.lsn.max(self.last_lsn()), offset + 1));
+                let commit_lsn = frame.lsn.max(self.last_lsn());
+                self.last_complete = Some((commit_lsn, offset + 1));
+                self.frame_ends.push(FrameEnd {
+                    rows: self.rows.len(),
+                    commit_lsn,
+                    next_offset: offset + 1,
+                });
                 self.first_complete_at.get_or_insert_with(Instant::now);
                 Ok(self.full())
             }
@@ -247,6 +293,7 @@ impl Batch {
             position,
             store_offset: self.last_complete.map(|(_, o)| o),
             frames: self.complete_frames,
+            frame_ends: std::mem::take(&mut self.frame_ends),
         };
         self.complete_rows = 0;
         self.last_complete = None;
@@ -440,6 +487,41 @@ mod tests {
         g.push(Action::Insert, 70);
         g.push(Action::Commit, 70);
         assert_eq!(g.batch.take_flush(false).rows.len(), 1);
+    }
+
+    #[test]
+    fn a_flush_splits_before_the_frame_of_a_failing_row() {
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.frame(10, 2); // offsets 0..=3, rows 0 and 1
+        f.frame(20, 2); // offsets 4..=7, rows 2 and 3
+        f.frame(30, 1); // offsets 8..=10, row 4
+        let mut flush = f.batch.take_flush(false);
+        assert!(
+            flush.clone_ends().split_before(1).is_none(),
+            "row 1 is in the first frame"
+        );
+        let prefix = flush.split_before(3).unwrap();
+        assert_eq!(prefix.rows.len(), 2);
+        assert_eq!(prefix.position.commit_lsn, Lsn(10));
+        assert_eq!(prefix.store_offset, Some(4));
+        assert_eq!(flush.rows.len(), 3);
+        assert_eq!(flush.frame_ends[0].rows, 2);
+        let prefix = flush.split_before(2).unwrap();
+        assert_eq!(prefix.position.commit_lsn, Lsn(20));
+        assert_eq!(prefix.store_offset, Some(8));
+        assert_eq!(flush.rows.len(), 1);
+    }
+
+    impl Flush {
+        fn clone_ends(&self) -> Flush {
+            Flush {
+                rows: Vec::new(),
+                position: self.position,
+                store_offset: self.store_offset,
+                frames: self.frames,
+                frame_ends: self.frame_ends.clone(),
+            }
+        }
     }
 
     #[test]

@@ -160,29 +160,50 @@ impl Task {
         if !batch.has_work(partial) && truncate_arrival.is_none() {
             return Ok(());
         }
-        let flush: Flush = batch.take_flush(partial);
+        let mut flush: Flush = batch.take_flush(partial);
         let needs_write = !flush.rows.is_empty()
             || truncate_arrival.is_some()
             || flush.position != batch.applied();
         if needs_write {
             let applier = Arc::clone(&self.ctx.applier);
-            self.retry("applying a batch", || {
-                applier.apply(self.partition, &flush, truncate_arrival)
-            })
-            .await?;
+            let applied = self
+                .retry("applying a batch", || {
+                    applier.apply(self.partition, &flush, truncate_arrival)
+                })
+                .await;
+            if let Err(Stop::Failed(RouterError::Event { at, .. })) = &applied {
+                // Apply the source transactions before the failing one, so the partition stops
+                // exactly at it.
+                let failing = flush.rows.iter().position(|r| r.offset == at.offset);
+                if let Some(prefix) = failing.and_then(|i| flush.split_before(i)) {
+                    self.retry("applying the transactions before the failing one", || {
+                        applier.apply(self.partition, &prefix, None)
+                    })
+                    .await?;
+                    self.committed(batch, &prefix);
+                }
+            }
+            applied?;
         }
+        self.committed(batch, &flush);
+        Ok(())
+    }
+
+    /// Records a committed flush and stores its offset.
+    fn committed(&self, batch: &mut Batch, flush: &Flush) {
         batch.flushed(flush.position);
         if let Some(offset) = flush.store_offset {
-            if let Err(error) = self
-                .ctx
-                .consumer
-                .store_offset(self.topic(), self.partition, offset)
-            {
+            // `offset` is the next one to read. (`store_offset` would store its argument plus one, as
+            // librdkafka's rd_kafka_offset_store does; a partition list stores offsets as given.)
+            let mut tpl = TopicPartitionList::new();
+            let stored = tpl
+                .add_partition_offset(self.topic(), self.partition, Offset::Offset(offset))
+                .and_then(|()| self.ctx.consumer.store_offsets(&tpl));
+            if let Err(error) = stored {
                 // The partition was revoked meanwhile; the next owner starts from the replica position.
                 tracing::debug!(partition = self.partition, error = %error, "cannot store offset");
             }
         }
-        Ok(())
     }
 
     /// Applies everything before the truncate, waits until every partition reached it, then empties

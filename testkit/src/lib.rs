@@ -308,3 +308,35 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Drops a replication slot left by a test (its cdc must have stopped), so repeated runs do not use
+/// up `max_replication_slots` or keep WAL on the throwaway server.
+pub async fn drop_slot(server_url: &str, slot: &str) {
+    let admin = connect(server_url).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dropped = admin
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE slot_name = $1 AND NOT active",
+                &[&slot],
+            )
+            .await;
+        let remaining = admin
+            .query_one(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0);
+        if dropped.is_ok() && remaining == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slot {slot} is still in use after 10s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,215 @@
+//! Failure handling against a real MariaDB replica: lost replica connections are retried and nothing
+//! is lost; a value the replica refuses stops its partition with the event named, and nothing after
+//! it in that partition is skipped.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sqlx::{ConnectOptions, Connection};
+
+use crate::support::*;
+
+async fn mysql(url: &str) -> sqlx::MySqlConnection {
+    sqlx::mysql::MySqlConnectOptions::from_str(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to MariaDB: {e}"))
+}
+
+async fn converge(source: &tokio_postgres::Client, target: &Target, table: &str, router: &Process) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let want = source_rows(source, table, false).await;
+        let got = replica_rows(target.engine, &target.url, source, table).await;
+        match diff(&want, got.as_ref()) {
+            None => return,
+            Some(d) if Instant::now() > deadline => {
+                panic!(
+                    "{table} did not converge: {d}\nrouter log:\n{}",
+                    router.log_text()
+                )
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_replica_connections_are_retried_and_nothing_is_lost() {
+    let s = services();
+    let name = unique("lost");
+    let source_url = testkit::create_pg_db(&s.source_url, &name).await;
+    let source = connect(&source_url).await;
+    source
+        .batch_execute("CREATE TABLE counters (id integer PRIMARY KEY, n bigint, note text)")
+        .await
+        .unwrap();
+    let target = Target::create(&s, Engine::MySql, &name).await;
+    let prefix = unique("lost");
+    let cdc = start_cdc(&s, &source_url, &name, &prefix);
+    let mut router = start_router(&s, &target, &prefix, &[]);
+    router.wait_ready(Duration::from_secs(60));
+
+    source
+        .batch_execute("INSERT INTO counters SELECT g, 0, 'x' FROM generate_series(0, 49) g")
+        .await
+        .unwrap();
+    converge(&source, &target, "counters", &router).await;
+
+    // Hold every row of the replica table, so the router's next transaction waits on a lock; then
+    // cut the router's waiting connections, several times, before letting go.
+    let mut holder = mysql(&target.url).await;
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT * FROM counters FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    source
+        .batch_execute("UPDATE counters SET n = n + 1")
+        .await
+        .unwrap();
+    source
+        .batch_execute("UPDATE counters SET n = n + 10 WHERE id % 2 = 0")
+        .await
+        .unwrap();
+    let mut admin = mysql(&s.mysql_url).await;
+    let mut killed = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while killed < 3 && Instant::now() < deadline {
+        let ids: Vec<u64> = sqlx::query_scalar(
+            "SELECT CAST(ID AS UNSIGNED) FROM information_schema.PROCESSLIST \
+             WHERE DB = ? AND COMMAND IN ('Query', 'Execute') AND INFO LIKE '%counters%' AND INFO NOT LIKE '%FOR UPDATE%'",
+        )
+        .bind(&name)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        for id in ids {
+            if sqlx::query(&format!("KILL {id}"))
+                .execute(&mut admin)
+                .await
+                .is_ok()
+            {
+                killed += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(killed >= 3, "the router never waited on the locked rows");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    converge(&source, &target, "counters", &router).await;
+    assert!(
+        router.log_text().contains("waiting for the replica"),
+        "the router should have logged its retries:\n{}",
+        router.log_text()
+    );
+    assert_eq!(
+        metric_sum(&router.metrics(), "router_partitions_stopped"),
+        0.0
+    );
+    // Once the replica is back, the router is ready again.
+    wait_for(
+        Duration::from_secs(30),
+        "the router to be ready again",
+        || {
+            testkit::http_get(router.http_port, "/readyz")
+                .and_then(|(code, _)| (code == 200).then_some(()))
+        },
+    );
+    drop(cdc);
+    testkit::drop_slot(&s.source_url, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_the_replica_refuses_stops_its_partition_and_names_the_event() {
+    let s = services();
+    let name = unique("refuse");
+    let source_url = testkit::create_pg_db(&s.source_url, &name).await;
+    let source = connect(&source_url).await;
+    source
+        .batch_execute("CREATE TABLE notes (id integer PRIMARY KEY, body text)")
+        .await
+        .unwrap();
+    let target = Target::create(&s, Engine::MySql, &name).await;
+    // The replica's table exists already, with a column too narrow for one of the values.
+    let mut replica = mysql(&target.url).await;
+    sqlx::query("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(5))")
+        .execute(&mut replica)
+        .await
+        .unwrap();
+    let prefix = unique("refuse");
+    let cdc = start_cdc(&s, &source_url, &name, &prefix);
+    let mut router = start_router(&s, &target, &prefix, &[]);
+    router.wait_ready(Duration::from_secs(60));
+
+    // Three source transactions, apart enough in time to be three replica transactions.
+    for sql in [
+        "INSERT INTO notes SELECT g, 'ok' FROM generate_series(1, 40) g",
+        "UPDATE notes SET body = 'far too long for five' WHERE id = 7",
+        "INSERT INTO notes SELECT g, 'later' FROM generate_series(41, 80) g",
+    ] {
+        source.batch_execute(sql).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let log = wait_for(Duration::from_secs(60), "the partition to stop", || {
+        let log = router.log_text();
+        log.contains("partition stopped").then_some(log)
+    });
+    let line = log
+        .lines()
+        .find(|l| l.contains("partition stopped"))
+        .unwrap()
+        .to_owned();
+    for part in [
+        format!("topic {prefix}.main partition"),
+        "offset".to_owned(),
+        "(table public.notes)".to_owned(),
+        "the replica refused it".to_owned(),
+    ] {
+        assert!(line.contains(&part), "the error lacks {part:?}: {line}");
+    }
+    assert!(
+        !line.contains("far too long"),
+        "row values must not be logged: {line}"
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "/readyz to report the stop",
+        || {
+            testkit::http_get(router.http_port, "/readyz")
+                .and_then(|(code, _)| (code == 503).then_some(()))
+        },
+    );
+    assert_eq!(
+        metric_sum(&router.metrics(), "router_partitions_stopped"),
+        1.0
+    );
+    // Nothing after the refused event in its partition was applied: row 7 still has its old value,
+    // and the stopped partition's later rows are missing while the other partitions' rows arrived.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seven: Option<String> =
+        sqlx::query_scalar("SELECT CAST(body AS CHAR) FROM notes WHERE id = 7")
+            .fetch_one(&mut replica)
+            .await
+            .unwrap();
+    assert_eq!(seven.as_deref(), Some("ok"));
+    let later: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notes WHERE id > 40")
+        .fetch_one(&mut replica)
+        .await
+        .unwrap();
+    assert!(later > 0 && later < 40, "{later} of 40 later rows applied");
+
+    // Widen the column and restart: the router resumes at the refused event and converges.
+    sqlx::query("ALTER TABLE notes MODIFY body TEXT")
+        .execute(&mut replica)
+        .await
+        .unwrap();
+    assert_eq!(router.terminate(Duration::from_secs(30)), 0);
+    let mut router = start_router(&s, &target, &prefix, &[]);
+    router.wait_ready(Duration::from_secs(60));
+    converge(&source, &target, "notes", &router).await;
+    let _ = replica.close().await;
+    drop(cdc);
+    testkit::drop_slot(&s.source_url, &name).await;
+}
