@@ -6,12 +6,12 @@ use std::sync::RwLock;
 
 use shared::{Action, ChangeEvent, Lsn};
 
-use crate::batch::{Flush, Row};
+use crate::batch::{AppliedPosition, Flush, Row};
 use crate::catalog::Catalog;
 use crate::error::{is_transient, Position, RouterError};
 use crate::metrics as m;
 use crate::plan::{plan, Statement};
-use crate::replica::Replica;
+use crate::replica::{Outcome, Replica};
 use crate::sql::{self, TableName};
 
 /// The replica and its catalog, shared by every partition task of the process.
@@ -77,10 +77,13 @@ impl Applier {
         Ok(())
     }
 
-    /// Applies a flush in one replica transaction, with the position (and a truncate arrival).
+    /// Applies a flush in one replica transaction, with the position (and a truncate arrival), if
+    /// the replica's position is still `before`. Applying the same flush again after its commit
+    /// succeeded (the answer was lost) does nothing.
     pub async fn apply(
         &self,
         partition: i32,
+        before: &AppliedPosition,
         flush: &Flush,
         truncate_arrival: Option<(&str, Lsn)>,
     ) -> Result<(), RouterError> {
@@ -104,12 +107,25 @@ impl Applier {
                 &statements,
                 &self.topic,
                 partition,
+                before,
                 &flush.position,
                 truncate_arrival,
             )
             .await
         {
-            Ok(()) => {
+            Ok(Outcome::AlreadyApplied) => {
+                tracing::info!(
+                    partition,
+                    "the replica already holds this batch (an earlier commit's answer was lost)"
+                );
+                Ok(())
+            }
+            Ok(Outcome::Moved(found)) => Err(RouterError::Fenced {
+                topic: self.topic.clone(),
+                partition,
+                found: format!("{found:?}"),
+            }),
+            Ok(Outcome::Applied) => {
                 metrics::histogram!(m::REPLICA_COMMIT_LATENCY)
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!(m::BATCH_ROWS).record(flush.rows.len() as f64);

@@ -57,7 +57,7 @@ pub struct FrameEnd {
 impl Flush {
     /// Splits off the complete frames that end at or before row `row` (the rows before a failing
     /// one), so they can be applied on their own. `None` if no frame ends there.
-    pub fn split_before(&mut self, row: usize) -> Option<Flush> {
+    pub fn split_before(&mut self, row: usize, applied: AppliedPosition) -> Option<Flush> {
         let cut = self.frame_ends.iter().rposition(|e| e.rows <= row)?;
         let end = self.frame_ends[cut];
         let rest_rows = self.rows.split_off(end.rows);
@@ -69,14 +69,27 @@ impl Flush {
         ends.shrink_to_fit();
         Some(Flush {
             rows,
-            position: AppliedPosition {
-                commit_lsn: end.commit_lsn,
-                ..Default::default()
-            },
+            position: after_commit(end.commit_lsn, applied),
             store_offset: Some(end.next_offset),
             frames: ends.len(),
             frame_ends: ends,
         })
+    }
+}
+
+/// The position once every frame up to `commit_lsn` is applied: a partly applied transaction after
+/// it keeps its count of applied rows.
+fn after_commit(commit_lsn: Lsn, applied: AppliedPosition) -> AppliedPosition {
+    if applied.partial_lsn > commit_lsn {
+        AppliedPosition {
+            commit_lsn,
+            ..applied
+        }
+    } else {
+        AppliedPosition {
+            commit_lsn,
+            ..Default::default()
+        }
     }
 }
 
@@ -174,7 +187,9 @@ impl Batch {
                         .increment(1);
                 }
                 let a = self.applied;
-                let skip_all = lsn <= a.commit_lsn;
+                // Against the buffered frames too: a copy cdc re-sent can follow its original within
+                // one batch.
+                let skip_all = lsn <= self.last_lsn();
                 let skip = if a.partial_lsn == lsn && a.partial_lsn > a.commit_lsn {
                     a.partial_rows
                 } else {
@@ -259,6 +274,11 @@ impl Batch {
             .unwrap_or(self.applied.commit_lsn)
     }
 
+    /// Rows of the open frame buffered (not part of a complete frame).
+    pub fn open_rows(&self) -> usize {
+        self.rows.len() - self.complete_rows
+    }
+
     /// Whether a flush has anything to do (rows to write or an offset to store).
     pub fn has_work(&self, partial: bool) -> bool {
         self.last_complete.is_some() || (partial && self.rows.len() > self.complete_rows)
@@ -273,19 +293,12 @@ impl Batch {
             self.complete_rows
         };
         let rows: Vec<Row> = self.rows.drain(..take).collect();
-        let commit_lsn = self.last_lsn();
-        let mut position = AppliedPosition {
-            commit_lsn,
-            ..Default::default()
-        };
+        let mut position = after_commit(self.last_lsn(), self.applied);
         if let Some(frame) = self.current.as_mut() {
             frame.start = frame.start.saturating_sub(take);
             if partial {
                 position.partial_lsn = frame.lsn;
                 position.partial_rows = frame.seen;
-            } else if self.applied.partial_lsn > commit_lsn {
-                position.partial_lsn = self.applied.partial_lsn;
-                position.partial_rows = self.applied.partial_rows;
             }
         }
         let flush = Flush {
@@ -496,17 +509,18 @@ mod tests {
         f.frame(20, 2); // offsets 4..=7, rows 2 and 3
         f.frame(30, 1); // offsets 8..=10, row 4
         let mut flush = f.batch.take_flush(false);
+        let applied = AppliedPosition::default();
         assert!(
-            flush.clone_ends().split_before(1).is_none(),
+            flush.clone_ends().split_before(1, applied).is_none(),
             "row 1 is in the first frame"
         );
-        let prefix = flush.split_before(3).unwrap();
+        let prefix = flush.split_before(3, applied).unwrap();
         assert_eq!(prefix.rows.len(), 2);
         assert_eq!(prefix.position.commit_lsn, Lsn(10));
         assert_eq!(prefix.store_offset, Some(4));
         assert_eq!(flush.rows.len(), 3);
         assert_eq!(flush.frame_ends[0].rows, 2);
-        let prefix = flush.split_before(2).unwrap();
+        let prefix = flush.split_before(2, applied).unwrap();
         assert_eq!(prefix.position.commit_lsn, Lsn(20));
         assert_eq!(prefix.store_offset, Some(8));
         assert_eq!(flush.rows.len(), 1);
@@ -522,6 +536,37 @@ mod tests {
                 frame_ends: self.frame_ends.clone(),
             }
         }
+    }
+
+    #[test]
+    fn a_copy_resent_within_the_same_batch_is_skipped() {
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.frame(10, 2);
+        f.push(Action::Begin, 20);
+        f.push(Action::Insert, 20); // cut by cdc's restart
+        f.frame(10, 2); // cdc re-sends from before 10
+        f.frame(20, 1);
+        let flush = f.batch.take_flush(false);
+        let offsets: Vec<i64> = flush.rows.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![1, 2, 11]);
+        assert_eq!(flush.frames, 2);
+    }
+
+    #[test]
+    fn the_count_of_a_partly_applied_transaction_survives_flushes_of_earlier_copies() {
+        let applied = AppliedPosition {
+            commit_lsn: Lsn(10),
+            partial_lsn: Lsn(50),
+            partial_rows: 3,
+        };
+        let mut f = Feed::new(applied, 100);
+        f.frame(10, 2); // a re-sent copy, skipped; its commit arms the deadline
+        let flush = f.batch.take_flush(false);
+        assert_eq!(flush.position, applied, "the partial count must be kept");
+        f.batch.flushed(flush.position);
+        f.frame(50, 5);
+        let flush = f.batch.take_flush(false);
+        assert_eq!(flush.rows.len(), 2, "only the rows not applied before");
     }
 
     #[test]

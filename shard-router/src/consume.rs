@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -199,9 +200,8 @@ pub async fn supervise<F>(
                             stopping.push(handle);
                         }
                     }
-                    for handle in stopping {
-                        let _ = tokio::time::timeout(stop_timeout, handle).await;
-                    }
+                    // One deadline for all: the rebalance callback waits only this long in total.
+                    let _ = tokio::time::timeout(stop_timeout, join_all(stopping)).await;
                     let _ = ack.send(());
                 }
             }
@@ -210,9 +210,8 @@ pub async fn supervise<F>(
     for (token, _) in tasks.values() {
         token.cancel();
     }
-    for (_, (_, handle)) in tasks {
-        let _ = tokio::time::timeout(stop_timeout, handle).await;
-    }
+    let handles = tasks.into_values().map(|(_, handle)| handle);
+    let _ = tokio::time::timeout(stop_timeout, join_all(handles)).await;
 }
 
 /// Partitions of the topic, from the broker's metadata (blocking call, run off the async workers).

@@ -56,6 +56,14 @@ pub enum RouterError {
         /// The replica's answer, when it is the cause (already in `cause`); classifies retryability.
         db_error: Option<Box<sqlx::Error>>,
     },
+    /// Another router applied this partition while this one held it (its group session had expired):
+    /// this one stops writing it.
+    #[error("the replica's position for topic {topic} partition {partition} moved to {found} while this router held the partition: another router applied it meanwhile, so this one stops writing it (restart to resume from the replica's position)")]
+    Fenced {
+        topic: String,
+        partition: i32,
+        found: String,
+    },
     /// The partition's messages break the framing rules of docs/event-format.md.
     #[error("the stream at {at} breaks the event framing: {reason}")]
     Framing { at: Position, reason: String },
@@ -79,6 +87,7 @@ impl RouterError {
             } => is_transient(e),
             RouterError::Event { db_error: None, .. }
             | RouterError::Framing { .. }
+            | RouterError::Fenced { .. }
             | RouterError::Health(_)
             | RouterError::Catalog(_)
             | RouterError::Metrics(_) => false,
@@ -95,6 +104,7 @@ impl RouterError {
             RouterError::Event { .. } if self.is_retryable() => "replica_unavailable",
             RouterError::Event { .. } => "event",
             RouterError::Framing { .. } => "framing",
+            RouterError::Fenced { .. } => "fenced",
         }
     }
 }

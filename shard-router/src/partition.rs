@@ -15,7 +15,7 @@ use shared::{ChangeEvent, Lsn};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::Applier;
-use crate::batch::{Batch, Flush, Next, TruncateAt};
+use crate::batch::{AppliedPosition, Batch, Flush, Next, TruncateAt};
 use crate::consume::{partition_count, Health, PartitionQueue, RouterConsumer};
 use crate::error::{Position, RouterError};
 use crate::metrics as m;
@@ -51,6 +51,7 @@ pub async fn run(
         ctx,
         partition,
         cancel,
+        durable: AppliedPosition::default(),
     };
     if let Stop::Failed(error) = task.run(&queue).await {
         task.stop_at(error).await;
@@ -62,11 +63,21 @@ struct Task {
     ctx: PartitionCtx,
     partition: i32,
     cancel: CancellationToken,
+    /// The position this task last wrote to (or read from) the replica; every apply checks the
+    /// replica still holds it.
+    durable: AppliedPosition,
 }
 
 impl Task {
     fn topic(&self) -> &str {
         &self.ctx.applier.topic
+    }
+
+    /// This partition, for pause/resume.
+    fn tpl(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(self.topic(), self.partition);
+        tpl
     }
 
     fn at(&self, offset: i64) -> Position {
@@ -93,6 +104,9 @@ impl Task {
             commit_lsn = %applied.commit_lsn,
             "partition task started"
         );
+        self.durable = applied;
+        // A partition paused by an earlier stop stays paused when it comes back to this member.
+        let _ = self.ctx.consumer.resume(&self.tpl());
         let mut batch = Batch::new(applied, self.ctx.batch_max_rows, self.ctx.batch_max_wait);
         loop {
             let deadline = batch.deadline();
@@ -141,7 +155,7 @@ impl Task {
             };
             let step = match next {
                 Next::Read => Ok(()),
-                Next::Flush => self.flush(&mut batch, true, None).await,
+                Next::Flush => self.flush_full(&mut batch).await,
                 Next::Truncate(t) => self.truncate(&mut batch, &t).await,
             };
             if let Err(stop) = step {
@@ -150,9 +164,19 @@ impl Task {
         }
     }
 
+    /// The buffer is full: apply the complete frames, and the open frame's rows only when they alone
+    /// fill the buffer (a source transaction smaller than a batch is never split).
+    async fn flush_full(&mut self, batch: &mut Batch) -> Result<(), Stop> {
+        self.flush(batch, false, None).await?;
+        if batch.open_rows() >= self.ctx.batch_max_rows {
+            self.flush(batch, true, None).await?;
+        }
+        Ok(())
+    }
+
     /// Applies what the batch has ready (with `partial`, the open frame too) and stores the offset.
     async fn flush(
-        &self,
+        &mut self,
         batch: &mut Batch,
         partial: bool,
         truncate_arrival: Option<(&str, Lsn)>,
@@ -168,16 +192,16 @@ impl Task {
             let applier = Arc::clone(&self.ctx.applier);
             let applied = self
                 .retry("applying a batch", || {
-                    applier.apply(self.partition, &flush, truncate_arrival)
+                    applier.apply(self.partition, &self.durable, &flush, truncate_arrival)
                 })
                 .await;
             if let Err(Stop::Failed(RouterError::Event { at, .. })) = &applied {
                 // Apply the source transactions before the failing one, so the partition stops
                 // exactly at it.
                 let failing = flush.rows.iter().position(|r| r.offset == at.offset);
-                if let Some(prefix) = failing.and_then(|i| flush.split_before(i)) {
+                if let Some(prefix) = failing.and_then(|i| flush.split_before(i, batch.applied())) {
                     self.retry("applying the transactions before the failing one", || {
-                        applier.apply(self.partition, &prefix, None)
+                        applier.apply(self.partition, &self.durable, &prefix, None)
                     })
                     .await?;
                     self.committed(batch, &prefix);
@@ -190,8 +214,9 @@ impl Task {
     }
 
     /// Records a committed flush and stores its offset.
-    fn committed(&self, batch: &mut Batch, flush: &Flush) {
+    fn committed(&mut self, batch: &mut Batch, flush: &Flush) {
         batch.flushed(flush.position);
+        self.durable = flush.position;
         if let Some(offset) = flush.store_offset {
             // `offset` is the next one to read. (`store_offset` would store its argument plus one, as
             // librdkafka's rd_kafka_offset_store does; a partition list stores offsets as given.)
@@ -208,7 +233,7 @@ impl Task {
 
     /// Applies everything before the truncate, waits until every partition reached it, then empties
     /// the table once (whichever partition gets there first does it).
-    async fn truncate(&self, batch: &mut Batch, t: &TruncateAt) -> Result<(), Stop> {
+    async fn truncate(&mut self, batch: &mut Batch, t: &TruncateAt) -> Result<(), Stop> {
         let table = format!("{}.{}", t.schema, t.table);
         self.flush(batch, true, Some((&table, t.lsn))).await?;
         let started = Instant::now();
@@ -225,9 +250,11 @@ impl Task {
             if done {
                 break;
             }
-            let partitions = partition_count(&self.ctx.consumer, self.topic())
-                .await
-                .unwrap_or(0);
+            let partitions = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(Stop::Cancelled),
+                n = partition_count(&self.ctx.consumer, self.topic()) => n.unwrap_or(0),
+            };
             if partitions > 0 && arrived >= partitions as i64 {
                 let delete = self
                     .retry("checking the truncated table", || {
@@ -282,12 +309,12 @@ impl Task {
         let mut backoff = Backoff::new(Duration::from_millis(100), self.ctx.max_backoff);
         let mut failing = false;
         let result = loop {
-            let attempt = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => break Err(Stop::Cancelled),
-                r = op() => r,
-            };
-            match attempt {
+            if self.cancel.is_cancelled() {
+                break Err(Stop::Cancelled);
+            }
+            // An attempt under way is not interrupted by revocation or shutdown: a replica transaction
+            // in flight finishes (commits or fails) before the partition is given up.
+            match op().await {
                 Ok(v) => break Ok(v),
                 Err(error) if error.is_retryable() => {
                     metrics::counter!(m::ERRORS, "kind" => error.kind()).increment(1);
@@ -327,13 +354,7 @@ impl Task {
             "partition stopped: fix the cause, then restart the router"
         );
         self.ctx.health.stopped(true);
-        let mut tpl = TopicPartitionList::new();
-        if tpl
-            .add_partition_offset(self.topic(), self.partition, Offset::Invalid)
-            .is_ok()
-        {
-            let _ = self.ctx.consumer.pause(&tpl);
-        }
+        let _ = self.ctx.consumer.pause(&self.tpl());
         self.cancel.cancelled().await;
         self.ctx.health.stopped(false);
     }

@@ -126,6 +126,37 @@ pub(super) fn position_statements(
     out
 }
 
+/// `(commit_lsn, partial_lsn, partial_rows)` as stored.
+pub(super) fn stored(position: &AppliedPosition) -> super::exec::StoredPosition {
+    (
+        position.commit_lsn.0 as i64,
+        position.partial_lsn.0 as i64,
+        i64::try_from(position.partial_rows).unwrap_or(i64::MAX),
+    )
+}
+
+/// Reads the partition's position row, locking it until the end of the transaction (PostgreSQL and
+/// MySQL; SQLite has a single writer anyway).
+pub(super) fn select_position(dialect: Dialect, topic: &str, partition: i32) -> Bookkeeping {
+    let p = params(dialect, 2);
+    let (quote, lock) = match dialect {
+        Dialect::MySql => ('`', " FOR UPDATE"),
+        Dialect::Postgres => ('"', " FOR UPDATE"),
+        Dialect::Sqlite => ('"', ""),
+    };
+    Bookkeeping {
+        sql: format!(
+            "SELECT commit_lsn, partial_lsn, partial_rows FROM {quote}{POSITION_TABLE}{quote} \
+             WHERE topic = {} AND kafka_partition = {}{lock}",
+            p[0], p[1]
+        ),
+        binds: vec![
+            Bind::Text(topic.to_owned()),
+            Bind::Int(i64::from(partition)),
+        ],
+    }
+}
+
 pub(super) async fn read_position(
     replica: &Replica,
     topic: &str,

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::plan::Statement;
 use crate::types::Bind;
@@ -66,14 +66,43 @@ impl fmt::Display for StatementFailed {
     }
 }
 
-/// Runs `statements` then `bookkeeping` in one transaction and commits.
+/// The partition's position as stored: (commit_lsn, partial_lsn, partial_rows).
+pub(crate) type StoredPosition = (i64, i64, i64);
+
+/// The position check that opens every apply transaction.
+pub(crate) struct Fence<'a> {
+    /// Reads (and locks, where the engine can) the partition's position row.
+    pub select: &'a Bookkeeping,
+    /// What this task last wrote (or read at start).
+    pub before: StoredPosition,
+    /// What this transaction will write.
+    pub after: StoredPosition,
+}
+
+/// What an apply transaction found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied and committed.
+    Applied,
+    /// The replica already holds exactly this: an earlier attempt committed although its answer was
+    /// lost. Nothing was done.
+    AlreadyApplied,
+    /// The position is neither what this task wrote last nor what it is about to write: another
+    /// router applied this partition meanwhile. Nothing was done.
+    Moved(StoredPosition),
+}
+
+/// Checks the position, then runs `statements` and `bookkeeping` in one transaction and commits.
 pub(super) async fn in_transaction<DB>(
     pool: &Pool<DB>,
+    fence: &Fence<'_>,
     statements: &[Statement],
     bookkeeping: &[Bookkeeping],
-) -> Result<(), StatementFailed>
+) -> Result<Outcome, StatementFailed>
 where
     DB: Database,
+    for<'r> i64: Decode<'r, DB>,
+    usize: ColumnIndex<DB::Row>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
@@ -83,6 +112,27 @@ where
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
     let mut tx = pool.begin().await.map_err(StatementFailed::bookkeeping)?;
+    let query = bind_all(sqlx::query::<DB>(fence.select.sql()), fence.select.binds());
+    let row = (&mut *tx)
+        .fetch_optional(query)
+        .await
+        .map_err(StatementFailed::bookkeeping)?;
+    let found: StoredPosition = match row {
+        Some(row) => (
+            row.try_get(0).map_err(StatementFailed::bookkeeping)?,
+            row.try_get(1).map_err(StatementFailed::bookkeeping)?,
+            row.try_get(2).map_err(StatementFailed::bookkeeping)?,
+        ),
+        None => (0, 0, 0),
+    };
+    if found != fence.before {
+        tx.rollback().await.map_err(StatementFailed::bookkeeping)?;
+        return Ok(if found == fence.after {
+            Outcome::AlreadyApplied
+        } else {
+            Outcome::Moved(found)
+        });
+    }
     for (i, statement) in statements.iter().enumerate() {
         run(&mut *tx, statement)
             .await
@@ -96,7 +146,8 @@ where
             .await
             .map_err(StatementFailed::bookkeeping)?;
     }
-    tx.commit().await.map_err(StatementFailed::bookkeeping)
+    tx.commit().await.map_err(StatementFailed::bookkeeping)?;
+    Ok(Outcome::Applied)
 }
 
 /// Runs `statements` in a transaction that is rolled back in the end.

@@ -27,7 +27,7 @@ use crate::config::{Dialect, ReplicaUrl};
 use crate::error::RouterError;
 use crate::plan::Statement;
 
-pub use exec::StatementFailed;
+pub use exec::{Outcome, StatementFailed};
 
 /// How long to wait for a connection from the pool (or a new one) before calling the replica unreachable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -203,16 +203,24 @@ impl Replica {
         bookkeeping::read_position(self, topic, partition).await
     }
 
-    /// Runs `statements` and records `position` for the partition in one transaction. A failing
-    /// statement rolls everything back and is named by its index.
+    /// Runs `statements` and records `position` for the partition in one transaction, provided the
+    /// stored position is still `before` (what this task last wrote). A failing statement rolls
+    /// everything back and is named by its index.
     pub async fn apply(
         &self,
         statements: &[Statement],
         topic: &str,
         partition: i32,
+        before: &AppliedPosition,
         position: &AppliedPosition,
         truncate_arrival: Option<(&str, Lsn)>,
-    ) -> Result<(), StatementFailed> {
+    ) -> Result<Outcome, StatementFailed> {
+        let select = bookkeeping::select_position(self.dialect(), topic, partition);
+        let fence = exec::Fence {
+            select: &select,
+            before: bookkeeping::stored(before),
+            after: bookkeeping::stored(position),
+        };
         let book = bookkeeping::position_statements(
             self.dialect(),
             topic,
@@ -221,9 +229,11 @@ impl Replica {
             truncate_arrival,
         );
         match self {
-            Replica::MySql { pool, .. } => exec::in_transaction(pool, statements, &book).await,
-            Replica::Sqlite(pool) => exec::in_transaction(pool, statements, &book).await,
-            Replica::Postgres(pool) => exec::in_transaction(pool, statements, &book).await,
+            Replica::MySql { pool, .. } => {
+                exec::in_transaction(pool, &fence, statements, &book).await
+            }
+            Replica::Sqlite(pool) => exec::in_transaction(pool, &fence, statements, &book).await,
+            Replica::Postgres(pool) => exec::in_transaction(pool, &fence, statements, &book).await,
         }
     }
 
