@@ -25,6 +25,7 @@ use crate::replication::{
     slot, wal2json_options, ReplicationMessage, ReplicationStream, StandbyStatus,
 };
 use crate::route::Router;
+use shared::shards::ShardMap;
 
 /// How long one connection attempt (PostgreSQL or Kafka) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,7 +33,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const LAG_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Runs `cdc` until SIGTERM/SIGINT (returns `Ok`) or a definite error.
-pub async fn run(config: Config) -> Result<(), CdcError> {
+pub async fn run(config: Config, shards: ShardMap) -> Result<(), CdcError> {
     let handle = shared::telemetry::init_metrics(m::BUCKETS)?;
     m::describe();
     let shutdown = CancellationToken::new();
@@ -48,7 +49,7 @@ pub async fn run(config: Config) -> Result<(), CdcError> {
         topic = %config.topic(Config::DEFAULT_SHARD),
         "cdc starting"
     );
-    let result = supervise(&config, &shutdown, &ready).await;
+    let result = supervise(&config, &shards, &shutdown, &ready).await;
     ready.set(false);
     http_stop.cancel();
     let _ = http.await;
@@ -64,6 +65,7 @@ struct PluginCaps {
 
 async fn supervise(
     config: &Config,
+    shards: &ShardMap,
     shutdown: &CancellationToken,
     ready: &Readiness,
 ) -> Result<(), CdcError> {
@@ -72,7 +74,7 @@ async fn supervise(
     let mut caps = PluginCaps::default();
     loop {
         let mut streamed = false;
-        let outcome = session(config, shutdown, ready, &mut caps, &mut streamed).await;
+        let outcome = session(config, shards, shutdown, ready, &mut caps, &mut streamed).await;
         ready.set(false);
         metrics::gauge!(m::STREAMING).set(0.0);
         let error = match outcome {
@@ -134,6 +136,7 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 async fn session(
     config: &Config,
+    shards: &ShardMap,
     shutdown: &CancellationToken,
     ready: &Readiness,
     caps: &mut PluginCaps,
@@ -146,10 +149,10 @@ async fn session(
         r = slot::connect_sql(pg, &target, CONNECT_TIMEOUT) => r?,
     };
     let state = slot::prepare(&sql, &config.slot).await?;
-    let topic = config.topic(Config::DEFAULT_SHARD);
+    let topics: Vec<String> = shards.shards().iter().map(|s| config.topic(s)).collect();
     let publisher = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        r = Publisher::connect(config, topic, CONNECT_TIMEOUT) => r?,
+        r = Publisher::connect(config, topics, CONNECT_TIMEOUT) => r?,
     };
     let mut stream = start_stream(config, &target, &sql, caps).await?;
     let start = state.confirmed_flush.unwrap_or(Lsn::ZERO);
@@ -158,8 +161,8 @@ async fn session(
         resume_from = %start,
         created = state.created,
         server_version = %state.server_version,
-        topic = %publisher.topic(),
-        partitions = publisher.partitions(),
+        topics = ?publisher.topics(),
+        partitions = ?publisher.partitions(),
         numeric_as_string = caps.numeric_as_string.unwrap_or(false),
         "streaming"
     );
@@ -176,7 +179,7 @@ async fn session(
         lag_stop.clone(),
     ));
 
-    let mut pump = Pump::new(config, &publisher, start, confirmed);
+    let mut pump = Pump::new(config, shards, &publisher, start, confirmed);
     let result = pump.run(&mut stream, shutdown).await;
     lag_stop.cancel();
     let result = match result {
@@ -293,8 +296,8 @@ struct OpenTxn {
     id: TxnId,
     xid: Option<u64>,
     begin: ChangeEvent,
-    /// Partitions that already got this transaction's `B`.
-    started: Vec<bool>,
+    /// Per shard, the partitions that already got this transaction's `B`.
+    started: Vec<Vec<bool>>,
 }
 
 /// Moves messages from the replication stream into Kafka and acknowledgements into [`Progress`].
@@ -314,6 +317,7 @@ struct Pump<'a> {
 impl<'a> Pump<'a> {
     fn new(
         config: &'a Config,
+        shards: &ShardMap,
         publisher: &'a Publisher,
         start: Lsn,
         confirmed: Arc<AtomicU64>,
@@ -321,7 +325,7 @@ impl<'a> Pump<'a> {
         Pump {
             config,
             publisher,
-            router: Router::new(publisher.partitions()),
+            router: Router::new(shards.clone(), publisher.partitions().to_vec()),
             progress: Progress::new(start),
             acks: FuturesUnordered::new(),
             open: None,
@@ -457,7 +461,9 @@ impl<'a> Pump<'a> {
                     id,
                     xid: event.xid,
                     begin: event,
-                    started: vec![false; self.router.partitions() as usize],
+                    started: (0..self.router.shards())
+                        .map(|s| vec![false; self.router.partitions(s) as usize])
+                        .collect(),
                 });
             }
             Action::Commit => {
@@ -469,12 +475,24 @@ impl<'a> Pump<'a> {
                 };
                 let end = event.nextlsn.unwrap_or(wal_start);
                 let payload = event.to_json();
-                for (partition, started) in open.started.iter().enumerate() {
-                    if *started {
+                let started: Vec<(usize, i32)> = open
+                    .started
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(shard, parts)| {
+                        parts
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, started)| **started)
+                            .map(move |(p, _)| (shard, p as i32))
+                    })
+                    .collect();
+                for (shard, partition) in started {
+                    {
                         self.send(
                             open.id,
                             open.xid,
-                            partition as i32,
+                            (shard, partition),
                             None,
                             payload.clone(),
                             None,
@@ -495,28 +513,36 @@ impl<'a> Pump<'a> {
                 let (id, xid) = (open.id, open.xid);
                 let table = self.table_label(&event);
                 for routed in self.router.route(event)? {
-                    let p = routed.partition as usize;
-                    let needs_begin = self
-                        .open
-                        .as_ref()
-                        .is_some_and(|o| !o.started.get(p).copied().unwrap_or(true));
+                    let (s, p) = (routed.shard, routed.partition as usize);
+                    let needs_begin = self.open.as_ref().is_some_and(|o| {
+                        !o.started
+                            .get(s)
+                            .and_then(|parts| parts.get(p))
+                            .copied()
+                            .unwrap_or(true)
+                    });
                     if needs_begin {
                         let begin = self
                             .open
                             .as_ref()
                             .map(|o| o.begin.to_json())
                             .unwrap_or_default();
-                        self.send(id, xid, routed.partition, None, begin, None)
+                        self.send(id, xid, (s, routed.partition), None, begin, None)
                             .await?;
-                        if let Some(o) = self.open.as_mut() {
-                            o.started[p] = true;
+                        if let Some(flag) = self
+                            .open
+                            .as_mut()
+                            .and_then(|o| o.started.get_mut(s))
+                            .and_then(|parts| parts.get_mut(p))
+                        {
+                            *flag = true;
                         }
                     }
                     let label = Some((routed.event.action, table.clone()));
                     self.send(
                         id,
                         xid,
-                        routed.partition,
+                        (s, routed.partition),
                         routed.key,
                         routed.event.to_json(),
                         label,
@@ -546,13 +572,16 @@ impl<'a> Pump<'a> {
         &mut self,
         txn: TxnId,
         xid: Option<u64>,
-        partition: i32,
+        (shard, partition): (usize, i32),
         key: Option<Vec<u8>>,
         payload: Vec<u8>,
         label: Option<(Action, Arc<str>)>,
     ) -> Result<(), CdcError> {
         loop {
-            match self.publisher.send(partition, key.as_deref(), &payload) {
+            match self
+                .publisher
+                .send(shard, partition, key.as_deref(), &payload)
+            {
                 Ok(delivery) => {
                     self.progress.sent(txn);
                     self.acks
@@ -577,7 +606,13 @@ impl<'a> Pump<'a> {
                 }
                 Err(source) => {
                     return Err(CdcError::Kafka {
-                        context: format!("producing to {}", self.publisher.topic()),
+                        context: format!(
+                            "producing to {}",
+                            self.publisher
+                                .topics()
+                                .get(shard)
+                                .map_or("?", String::as_str)
+                        ),
                         source,
                     })
                 }

@@ -31,6 +31,12 @@ pub struct Config {
     #[arg(long, env = "TOPIC_PREFIX", default_value = "cascade")]
     pub topic_prefix: String,
 
+    /// The routing file (TOML, see docs/configuration.md): the shards, each table's shard-key column
+    /// or broadcast, and the rule from a key to its shard. Without it there is one shard, `main`,
+    /// holding every table.
+    #[arg(long, env = "CASCADE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Address of the HTTP endpoint serving /healthz, /readyz and /metrics.
     #[arg(long, env = "CDC_HTTP_ADDR", default_value = "0.0.0.0:9100")]
     pub http_addr: SocketAddr,
@@ -89,24 +95,23 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// A configuration value that is wrong, with the flag and variable that carry it.
-#[derive(Debug, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct ConfigError {
-    pub field: &'static str,
-    pub reason: String,
-}
+pub use shared::config::ConfigError;
 
 fn field_error(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field,
-        reason: reason.into(),
-    }
+    ConfigError::new(field, reason)
 }
 
 impl Config {
-    /// The single shard until routing files arrive.
-    pub const DEFAULT_SHARD: &'static str = "main";
+    /// The shard of every table without a routing file.
+    pub const DEFAULT_SHARD: &'static str = shared::shards::DEFAULT_SHARD;
+
+    /// The shards from `--config`, or the single shard `main`; errors name the file, table and field.
+    pub fn shard_map(&self) -> Result<shared::shards::ShardMap, ConfigError> {
+        match &self.config {
+            Some(path) => shared::shards::ShardMap::load(path),
+            None => Ok(shared::shards::ShardMap::single()),
+        }
+    }
 
     /// Checks what clap's types cannot; the error names the offending flag and variable.
     pub fn validate(&self) -> Result<(), ConfigError> {

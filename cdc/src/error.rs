@@ -54,6 +54,9 @@ pub enum CdcError {
     /// A wal2json message could not be decoded.
     #[error("cannot decode the wal2json message at {lsn}: {reason}")]
     Decode { lsn: Lsn, reason: String },
+    /// A row cannot be routed to a shard (see the routing file).
+    #[error("cannot route the change at {lsn}: {reason}")]
+    Routing { lsn: Lsn, reason: String },
     /// Kafka could not be reached or refused a request.
     #[error("kafka: {context}")]
     Kafka {
@@ -123,6 +126,7 @@ impl CdcError {
             | CdcError::PluginNotAllowed { .. }
             | CdcError::SlotUnusable { .. }
             | CdcError::Decode { .. }
+            | CdcError::Routing { .. }
             | CdcError::MessageTooLarge { .. }
             | CdcError::GaveUp { .. }
             | CdcError::Http(_)
@@ -143,6 +147,7 @@ impl CdcError {
             | CdcError::SlotUnusable { .. } => "source_config",
             CdcError::SlotBusy { .. } => "slot_busy",
             CdcError::Decode { .. } | CdcError::MessageTooLarge { .. } => "decode",
+            CdcError::Routing { .. } => "routing",
             CdcError::Kafka { .. } => "kafka",
             CdcError::Delivery { .. } => "delivery",
             CdcError::StreamEnded => "stream_ended",

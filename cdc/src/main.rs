@@ -10,6 +10,14 @@ fn main() -> ExitCode {
         eprintln!("cdc: invalid configuration: {error}");
         return ExitCode::from(2);
     }
+    let shards = match config.shard_map() {
+        Ok(shards) => shards,
+        Err(error) => {
+            tracing::error!("invalid routing file: {error}");
+            eprintln!("cdc: invalid routing file: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -20,7 +28,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cdc::app::run(config)) {
+    match runtime.block_on(cdc::app::run(config, shards)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let report = anyhow::Error::from(error);

@@ -13,11 +13,11 @@ use shared::{FORMAT_HEADER, FORMAT_VERSION};
 use crate::config::Config;
 use crate::error::CdcError;
 
-/// A producer bound to one topic.
+/// A producer bound to the shards' topics (one per shard, in shard order).
 pub struct Publisher {
     producer: FutureProducer,
-    topic: String,
-    partitions: i32,
+    topics: Vec<String>,
+    partitions: Vec<i32>,
 }
 
 fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> CdcError {
@@ -38,10 +38,10 @@ fn client_config(config: &Config) -> ClientConfig {
 }
 
 impl Publisher {
-    /// Creates the producer and makes sure the topic exists, waiting for Kafka up to `timeout`.
+    /// Creates the producer and makes sure the topics exist, waiting for Kafka up to `timeout`.
     pub async fn connect(
         config: &Config,
-        topic: String,
+        topics: Vec<String>,
         timeout: Duration,
     ) -> Result<Self, CdcError> {
         let queue_messages = (config.max_in_flight * 2).clamp(1000, 10_000_000);
@@ -64,25 +64,31 @@ impl Publisher {
             .set("queue.buffering.max.kbytes", "32768")
             .create()
             .map_err(kafka("cannot create the producer"))?;
-        let partitions = ensure_topic(config, &producer, &topic, timeout).await?;
+        let mut partitions = Vec::with_capacity(topics.len());
+        for topic in &topics {
+            partitions.push(ensure_topic(config, &producer, topic, timeout).await?);
+        }
         Ok(Publisher {
             producer,
-            topic,
+            topics,
             partitions,
         })
     }
 
-    pub fn topic(&self) -> &str {
-        &self.topic
+    /// The topics, in shard order.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
     }
 
-    pub fn partitions(&self) -> i32 {
-        self.partitions
+    /// The partition count of each topic, in shard order.
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
     }
 
     /// Hands one message to the producer. `Err(QueueFull)` means: wait for acknowledgements, then retry.
     pub fn send(
         &self,
+        shard: usize,
         partition: i32,
         key: Option<&[u8]>,
         payload: &[u8],
@@ -91,7 +97,8 @@ impl Publisher {
             key: FORMAT_HEADER,
             value: Some(FORMAT_VERSION),
         });
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
+        let topic = self.topics.get(shard).map_or("", String::as_str);
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
             .partition(partition)
             .payload(payload)
             .headers(headers);

@@ -34,6 +34,11 @@ pub struct Config {
     #[arg(long, env = "ROUTER_REPLICA_NAME")]
     pub replica_name: Option<String>,
 
+    /// The routing file (TOML) shared with cdc; the router checks that it defines --shard. Without
+    /// it there is one shard, `main`.
+    #[arg(long, env = "CASCADE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Address of the HTTP endpoint serving /healthz, /readyz and /metrics.
     #[arg(long, env = "ROUTER_HTTP_ADDR", default_value = "0.0.0.0:9101")]
     pub http_addr: SocketAddr,
@@ -109,6 +114,31 @@ impl Config {
             return Err(ConfigError::new(
                 "--max-backoff/ROUTER_MAX_BACKOFF",
                 "must be longer than zero",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the routing file (if any) and checks it defines `--shard`.
+    pub fn check_shard(&self) -> Result<(), ConfigError> {
+        let map = match &self.config {
+            Some(path) => shared::shards::ShardMap::load(path)?,
+            None => shared::shards::ShardMap::single(),
+        };
+        if map.shard_index(&self.shard).is_none() {
+            let source = match &self.config {
+                Some(path) => format!("the routing file {}", path.display()),
+                None => {
+                    "without --config/CASCADE_CONFIG there is one shard, \"main\"; it".to_owned()
+                }
+            };
+            return Err(ConfigError::new(
+                "--shard/ROUTER_SHARD",
+                format!(
+                    "{source} does not define shard {:?} (shards: {:?})",
+                    self.shard,
+                    map.shards()
+                ),
             ));
         }
         Ok(())

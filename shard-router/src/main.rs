@@ -5,7 +5,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let config = shard_router::config::Config::parse();
     shared::telemetry::init_logging(config.log_format);
-    if let Err(error) = config.validate() {
+    if let Err(error) = config.validate().and_then(|()| config.check_shard()) {
         tracing::error!("invalid configuration: {error}");
         eprintln!("shard-router: invalid configuration: {error}");
         return ExitCode::from(2);

@@ -1,18 +1,20 @@
 //! Pieces of configuration handling shared by the binaries.
 
+use std::borrow::Cow;
+
 /// A configuration value that is wrong, with the flag and variable that carry it
 /// (`--slot/CDC_SLOT: "Bad-Slot" is not a valid slot name`).
 #[derive(Debug, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct ConfigError {
-    pub field: &'static str,
+    pub field: Cow<'static, str>,
     pub reason: String,
 }
 
 impl ConfigError {
-    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<Cow<'static, str>>, reason: impl Into<String>) -> Self {
         ConfigError {
-            field,
+            field: field.into(),
             reason: reason.into(),
         }
     }

@@ -7,6 +7,7 @@ pub mod event;
 pub mod health;
 pub mod lsn;
 pub mod routing;
+pub mod shards;
 pub mod shutdown;
 pub mod telemetry;
 

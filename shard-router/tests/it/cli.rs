@@ -21,6 +21,7 @@ fn help_lists_every_flag_with_its_env_var_and_default() {
         ("--replica-url", "ROUTER_REPLICA_URL"),
         ("--replica-name", "ROUTER_REPLICA_NAME"),
         ("--http-addr", "ROUTER_HTTP_ADDR"),
+        ("--config", "CASCADE_CONFIG"),
         ("--batch-max-rows", "ROUTER_BATCH_MAX_ROWS"),
         ("--batch-max-wait", "ROUTER_BATCH_MAX_WAIT"),
         ("--max-backoff", "ROUTER_MAX_BACKOFF"),
@@ -65,4 +66,91 @@ fn invalid_configuration_exits_2_naming_the_field() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--replica-url"), "{err}");
+}
+
+fn routing_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("{}.toml", testkit::unique(name)));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_router_refuses_a_shard_the_routing_file_does_not_define() {
+    let file = routing_file(
+        "routing",
+        "[[shards]]\nname = \"a\"\n[[shards]]\nname = \"b\"\n",
+    );
+    let file = file.to_str().unwrap();
+    let base = [
+        "--kafka-brokers",
+        "127.0.0.1:1",
+        "--replica-url",
+        "sqlite:///tmp/x.db",
+        "--config",
+        file,
+    ];
+    let (code, err) = testkit::run_to_exit(
+        router(),
+        &[&base[..], &["--shard", "c"]].concat(),
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--shard/ROUTER_SHARD") && err.contains("\"c\""),
+        "{err}"
+    );
+    // Without a file, only `main` exists.
+    let (code, err) = testkit::run_to_exit(
+        router(),
+        &[
+            "--kafka-brokers",
+            "127.0.0.1:1",
+            "--replica-url",
+            "sqlite:///tmp/x.db",
+            "--shard",
+            "a",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("\"main\""), "{err}");
+}
+
+#[test]
+fn invalid_routing_files_name_the_table_and_field_in_both_binaries() {
+    let file = routing_file(
+        "bad",
+        "[[shards]]\nname = \"a\"\n[tables.\"public.users\"]\nbroadcast = false\n",
+    );
+    let file = file.to_str().unwrap();
+    let (code, err) = testkit::run_to_exit(
+        router(),
+        &[
+            "--kafka-brokers",
+            "127.0.0.1:1",
+            "--replica-url",
+            "sqlite:///tmp/x.db",
+            "--shard",
+            "a",
+            "--config",
+            file,
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("tables.\"public.users\".shard_key"), "{err}");
+    let (code, err) = testkit::run_to_exit(
+        &crate::support::cdc_bin(),
+        &[
+            "--source-url",
+            "postgres://u@127.0.0.1:1/db",
+            "--kafka-brokers",
+            "127.0.0.1:1",
+            "--config",
+            file,
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("tables.\"public.users\".shard_key"), "{err}");
 }
