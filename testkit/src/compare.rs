@@ -196,10 +196,20 @@ pub async fn columns_of(source: &tokio_postgres::Client, table: &str) -> Vec<Col
 /// The source table's rows. With `nan_as_null` (Debian's wal2json 2.5, which prints NaN and
 /// ±Infinity as null), those values are expected as NULL on the replica.
 pub async fn source_rows(source: &tokio_postgres::Client, table: &str, nan_as_null: bool) -> Rows {
+    source_rows_where(source, table, "true", nan_as_null).await
+}
+
+/// The source table's rows that satisfy the SQL condition `filter` (for one shard's share).
+pub async fn source_rows_where(
+    source: &tokio_postgres::Client,
+    table: &str,
+    filter: &str,
+    nan_as_null: bool,
+) -> Rows {
     let cols = columns_of(source, table).await;
     let exprs: Vec<String> = cols.iter().map(pg_expr).collect();
     let sql = format!(
-        "SELECT {} FROM public.{}",
+        "SELECT {} FROM public.{} WHERE {filter}",
         exprs.join(", "),
         pg_ident(table)
     );

@@ -340,3 +340,59 @@ pub async fn drop_slot(server_url: &str, slot: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A TCP proxy on loopback in front of a service, to make it unreachable and reachable again while
+/// the processes under test keep their configuration: [`TcpProxy::stop`] closes the port and cuts
+/// every connection, [`TcpProxy::resume`] listens again on the same port.
+pub struct TcpProxy {
+    pub port: u16,
+    upstream: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding a free local port to `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> TcpProxy {
+        let proxy = TcpProxy {
+            port: free_port(),
+            upstream: upstream.to_owned(),
+            tasks: Default::default(),
+        };
+        proxy.resume().await;
+        proxy
+    }
+
+    /// Listens (again) and forwards new connections.
+    pub async fn resume(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap_or_else(|e| panic!("proxy cannot listen on {}: {e}", self.port));
+        let upstream = self.upstream.clone();
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn.abort_handle());
+            }
+        });
+        self.tasks.lock().unwrap().push(accept.abort_handle());
+    }
+
+    /// Closes the port and cuts every forwarded connection.
+    pub fn stop(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -55,7 +55,17 @@ pub fn cdc_bin() -> PathBuf {
 }
 
 pub fn start_cdc(s: &Services, source_url: &str, slot: &str, prefix: &str) -> Process {
-    let args: Vec<String> = [
+    start_cdc_with(s, source_url, slot, prefix, &[])
+}
+
+pub fn start_cdc_with(
+    s: &Services,
+    source_url: &str,
+    slot: &str,
+    prefix: &str,
+    extra: &[&str],
+) -> Process {
+    let mut args: Vec<String> = [
         "--source-url",
         source_url,
         "--kafka-brokers",
@@ -72,6 +82,7 @@ pub fn start_cdc(s: &Services, source_url: &str, slot: &str, prefix: &str) -> Pr
     .iter()
     .map(|a| a.to_string())
     .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
     let mut p = Process::start(
         &cdc_bin(),
         &format!("cdc-{slot}"),
