@@ -1,6 +1,6 @@
 //! The `cdc` process: supervision (reconnect with backoff), one streaming session, graceful shutdown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -312,6 +312,8 @@ struct Pump<'a> {
     reported: Lsn,
     confirmed: Arc<AtomicU64>,
     tables: HashMap<String, Arc<str>>,
+    /// Committed transactions not yet confirmed: their end LSN and commit time (Unix seconds).
+    commit_times: VecDeque<(Lsn, f64)>,
 }
 
 impl<'a> Pump<'a> {
@@ -332,6 +334,7 @@ impl<'a> Pump<'a> {
             received: start,
             reported: Lsn::ZERO,
             confirmed,
+            commit_times: VecDeque::new(),
             tables: HashMap::new(),
         }
     }
@@ -408,6 +411,17 @@ impl<'a> Pump<'a> {
         reply_requested: bool,
     ) -> Result<(), CdcError> {
         let flushed = self.progress.safe();
+        let mut newest = None;
+        while let Some(&(end, t)) = self.commit_times.front() {
+            if end > flushed {
+                break;
+            }
+            newest = Some(t);
+            self.commit_times.pop_front();
+        }
+        if let Some(t) = newest {
+            metrics::gauge!(m::REPLICATION_LAG_SECONDS).set((unix_now() - t).max(0.0));
+        }
         stream
             .send_status(StandbyStatus {
                 written: self.received.max(flushed),
@@ -501,6 +515,9 @@ impl<'a> Pump<'a> {
                     }
                 }
                 self.progress.commit(open.id, end);
+                if let Some(t) = event.commit_time_unix() {
+                    self.commit_times.push_back((end, t));
+                }
                 metrics::counter!(m::TRANSACTIONS).increment(1);
             }
             Action::Insert | Action::Update | Action::Delete | Action::Truncate => {
@@ -619,6 +636,13 @@ impl<'a> Pump<'a> {
             }
         }
     }
+}
+
+/// Now, in seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn ack_future(

@@ -7,6 +7,7 @@ pub const IN_FLIGHT: &str = "cdc_in_flight_messages";
 pub const PRODUCE_LATENCY: &str = "cdc_produce_latency_seconds";
 pub const CONFIRMED_LSN: &str = "cdc_confirmed_lsn";
 pub const REPLICATION_LAG_BYTES: &str = "cdc_replication_lag_bytes";
+pub const REPLICATION_LAG_SECONDS: &str = "cdc_replication_lag_seconds";
 pub const SLOT_RETAINED_WAL_BYTES: &str = "cdc_slot_retained_wal_bytes";
 pub const ERRORS: &str = "cdc_errors_total";
 pub const STREAMING: &str = "cdc_streaming";
@@ -52,6 +53,11 @@ pub fn describe() {
         REPLICATION_LAG_BYTES,
         Unit::Bytes,
         "Server WAL position minus the confirmed position"
+    );
+    describe_gauge!(
+        REPLICATION_LAG_SECONDS,
+        Unit::Seconds,
+        "Now minus the commit time of the last source transaction Kafka fully acknowledged"
     );
     describe_gauge!(
         SLOT_RETAINED_WAL_BYTES,

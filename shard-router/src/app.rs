@@ -175,6 +175,7 @@ fn create_consumer(
         .set("heartbeat.interval.ms", "2000")
         // Bound the prefetch: what a stalled partition buffers before it stops fetching.
         .set("queued.max.messages.kbytes", "16384")
+        .set("statistics.interval.ms", "5000")
         .create_with_context(context)
         .map_err(|source| RouterError::Kafka {
             context: "cannot create the consumer".into(),

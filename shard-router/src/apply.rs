@@ -131,6 +131,7 @@ impl Applier {
                 metrics::histogram!(m::BATCH_ROWS).record(flush.rows.len() as f64);
                 metrics::counter!(m::TRANSACTIONS_APPLIED).increment(flush.frames as u64);
                 count_rows(&flush.rows);
+                record_lag(&flush.rows);
                 Ok(())
             }
             Err(failed) if failed.index.is_none() || is_transient(&failed.source) => {
@@ -203,6 +204,23 @@ fn table_name(event: &ChangeEvent) -> TableName {
     TableName {
         schema: event.schema.clone().unwrap_or_default(),
         name: event.table.clone().unwrap_or_default(),
+    }
+}
+
+/// One end-to-end lag observation per source transaction in the flush.
+fn record_lag(rows: &[Row]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let mut last: Option<&str> = None;
+    for row in rows {
+        let ts = row.event.timestamp.as_deref();
+        if ts.is_some() && ts != last {
+            last = ts;
+            if let Some(t) = row.event.commit_time_unix() {
+                metrics::histogram!(m::END_TO_END_LAG).record((now - t).max(0.0));
+            }
+        }
     }
 }
 

@@ -45,6 +45,20 @@ pub struct RouterContext {
 }
 
 impl ClientContext for RouterContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): consumer lag of the partitions this
+    /// member fetches.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        for (partition, p) in &topic.partitions {
+            if *partition >= 0 && p.fetch_state == "active" && p.consumer_lag >= 0 {
+                metrics::gauge!(m::CONSUMER_LAG, "partition" => partition.to_string())
+                    .set(p.consumer_lag as f64);
+            }
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         metrics::counter!(m::ERRORS, "kind" => "kafka").increment(1);
         tracing::warn!(error = %error, reason, "kafka client error");
@@ -59,6 +73,10 @@ impl ConsumerContext for RouterContext {
         metrics::counter!(m::REBALANCES, "kind" => "revoke").increment(1);
         let partitions = partitions_of(tpl, &self.topic);
         tracing::info!(?partitions, "partitions revoked; finishing in-flight work");
+        for p in &partitions {
+            // Another member reports it from now on.
+            metrics::gauge!(m::CONSUMER_LAG, "partition" => p.to_string()).set(0.0);
+        }
         let (ack, done) = std::sync::mpsc::sync_channel(1);
         if self.control.send(Control::Revoke(partitions, ack)).is_err() {
             return; // shutting down: the tasks are already stopped

@@ -11,6 +11,8 @@ pub const PARTITIONS_ASSIGNED: &str = "router_partitions_assigned";
 pub const PARTITIONS_STOPPED: &str = "router_partitions_stopped";
 pub const REBALANCES: &str = "router_rebalances_total";
 pub const TRUNCATE_WAIT: &str = "router_truncate_wait_seconds";
+pub const END_TO_END_LAG: &str = "router_end_to_end_lag_seconds";
+pub const CONSUMER_LAG: &str = "router_consumer_lag_messages";
 
 /// Histogram buckets by metric-name suffix.
 pub const BUCKETS: &[(&str, &[f64])] = &[
@@ -58,6 +60,15 @@ pub fn describe() {
     describe_counter!(
         REBALANCES,
         "Consumer-group rebalances seen, by kind (assign/revoke)"
+    );
+    describe_histogram!(
+        END_TO_END_LAG,
+        Unit::Seconds,
+        "Replica commit time minus source commit time, per applied source transaction"
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Messages in a partition after the committed offset (from librdkafka statistics, every 5 s)"
     );
     describe_histogram!(
         TRUNCATE_WAIT,

@@ -138,7 +138,46 @@ pub struct ChangeEvent {
     pub content: Option<String>,
 }
 
+/// Seconds since the Unix epoch of a PostgreSQL ISO timestamp with a numeric offset, as wal2json
+/// prints commit times (`2026-11-21 20:03:00.783386+00`; cdc pins `TimeZone=UTC`). `None` for anything
+/// else (BC dates, `infinity`). Hand-written: the two formats we read do not justify a date-time crate.
+pub fn parse_pg_timestamp(s: &str) -> Option<f64> {
+    let (date, rest) = s.split_once(' ')?;
+    let mut parts = date.splitn(3, '-');
+    let year: i64 = parts.next()?.parse().ok()?;
+    let month: i64 = parts.next()?.parse().ok()?;
+    let day: i64 = parts.next()?.parse().ok()?;
+    let sign_at = rest.rfind(['+', '-'])?;
+    let (time, offset) = rest.split_at(sign_at);
+    let mut t = time.splitn(3, ':');
+    let hour: i64 = t.next()?.parse().ok()?;
+    let minute: i64 = t.next()?.parse().ok()?;
+    let second: f64 = t.next()?.parse().ok()?;
+    let sign = if offset.starts_with('-') { -1 } else { 1 };
+    let mut o = offset[1..].splitn(3, ':');
+    let off_h: i64 = o.next()?.parse().ok()?;
+    let off_m: i64 = o.next().map_or(Some(0), |m| m.parse().ok())?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let local = days * 86_400 + hour * 3_600 + minute * 60;
+    Some((local - sign * (off_h * 3_600 + off_m * 60)) as f64 + second)
+}
+
 impl ChangeEvent {
+    /// The commit time of the event's transaction as Unix seconds (see [`parse_pg_timestamp`]).
+    pub fn commit_time_unix(&self) -> Option<f64> {
+        self.timestamp.as_deref().and_then(parse_pg_timestamp)
+    }
+
     /// An event with only `action` set; the building block for tests and framing messages.
     pub fn bare(action: Action) -> Self {
         ChangeEvent {
@@ -181,6 +220,21 @@ impl ChangeEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_times_parse_to_unix_seconds() {
+        assert_eq!(parse_pg_timestamp("1970-01-01 00:00:00+00"), Some(0.0));
+        assert_eq!(
+            parse_pg_timestamp("2000-03-01 00:00:00+00"),
+            Some(951_868_800.0)
+        );
+        let t = parse_pg_timestamp("2026-11-21 20:03:00.5+00").unwrap();
+        assert_eq!(t, 1_795_291_380.5);
+        assert_eq!(parse_pg_timestamp("2026-11-21 22:03:00.5+02"), Some(t));
+        assert_eq!(parse_pg_timestamp("2026-11-21 14:33:00.5-05:30"), Some(t));
+        assert_eq!(parse_pg_timestamp("infinity"), None);
+        assert_eq!(parse_pg_timestamp("2026-13-01 00:00:00+00"), None);
+    }
 
     #[test]
     fn keeps_numeric_digits_and_round_trips() {

@@ -186,6 +186,14 @@ async fn scenario(engine: Engine) {
     .await;
     let metrics = router.metrics();
     assert!(
+        metric_sum(&metrics, "router_end_to_end_lag_seconds_count") > 0.0,
+        "no end-to-end lag observed:\n{metrics}"
+    );
+    assert!(
+        cdc.metrics().contains("cdc_replication_lag_seconds "),
+        "cdc reports no lag in seconds"
+    );
+    assert!(
         metric_sum(&metrics, "router_partitions_stopped") == 0.0,
         "a partition stopped:\n{}",
         router.log_text()

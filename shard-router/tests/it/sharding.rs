@@ -260,6 +260,12 @@ async fn tenants_reach_their_shard_through_router_crashes_scaling_and_a_replica_
     proxy.resume().await;
     wait_equal(&source, &pg_b, &orgs_b, &mut routers).await;
 
+    assert!(
+        routers[1]
+            .metrics()
+            .contains("router_consumer_lag_messages{partition="),
+        "no consumer lag reported"
+    );
     // The killed router's partitions moved to the survivor of its group; the added router took some.
     let assignments = |r: &Process| r.log_text().matches("partitions assigned").count();
     assert!(
