@@ -298,6 +298,43 @@ struct OpenTxn {
     begin: ChangeEvent,
     /// Per shard, the partitions that already got this transaction's `B`.
     started: Vec<Vec<bool>>,
+    /// The transaction's span (`Span::none()` unless traces are exported).
+    span: tracing::Span,
+    /// Per shard, the `send <topic>` span and the `traceparent` every message of this transaction to
+    /// that topic carries.
+    sends: Vec<Option<(tracing::Span, Option<String>)>>,
+}
+
+impl OpenTxn {
+    /// The `traceparent` of this transaction's messages to `shard`, opening its send span first.
+    fn trace_for(&mut self, shard: usize, topic: &str) -> Option<String> {
+        if self.span.is_none() {
+            return None;
+        }
+        let slot = self.sends.get_mut(shard)?;
+        if slot.is_none() {
+            let span = tracing::info_span!(
+                parent: &self.span,
+                "send",
+                otel.name = format!("send {topic}"),
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.operation.type = "send",
+                messaging.operation.name = "send",
+                messaging.destination.name = topic,
+            );
+            let trace = shared::propagation::traceparent(&span);
+            *slot = Some((span, trace));
+        }
+        slot.as_ref().and_then(|(_, t)| t.clone())
+    }
+}
+
+/// Where a message goes, and the trace context it carries.
+struct Dest {
+    shard: usize,
+    partition: i32,
+    trace: Option<String>,
 }
 
 /// Moves messages from the replication stream into Kafka and acknowledgements into [`Progress`].
@@ -471,6 +508,17 @@ impl<'a> Pump<'a> {
                     });
                 }
                 let id = self.progress.begin();
+                let span = if shared::telemetry::exporting_traces() {
+                    tracing::info_span!(
+                        "capture transaction",
+                        otel.kind = "internal",
+                        db.system.name = "postgresql",
+                        cascade.xid = event.xid,
+                        cascade.commit_lsn = %event.lsn.unwrap_or(Lsn::ZERO),
+                    )
+                } else {
+                    tracing::Span::none()
+                };
                 self.open = Some(OpenTxn {
                     id,
                     xid: event.xid,
@@ -478,6 +526,8 @@ impl<'a> Pump<'a> {
                     started: (0..self.router.shards())
                         .map(|s| vec![false; self.router.partitions(s) as usize])
                         .collect(),
+                    span,
+                    sends: vec![None; self.router.shards()],
                 });
             }
             Action::Commit => {
@@ -502,19 +552,22 @@ impl<'a> Pump<'a> {
                     })
                     .collect();
                 for (shard, partition) in started {
-                    {
-                        self.send(
-                            open.id,
-                            open.xid,
-                            (shard, partition),
-                            None,
-                            payload.clone(),
-                            None,
-                        )
+                    let trace = open
+                        .sends
+                        .get(shard)
+                        .and_then(|s| s.as_ref())
+                        .and_then(|(_, t)| t.clone());
+                    let dest = Dest {
+                        shard,
+                        partition,
+                        trace,
+                    };
+                    self.send(open.id, open.xid, dest, None, payload.clone(), None)
                         .await?;
-                    }
                 }
                 self.progress.commit(open.id, end);
+                // Ends the transaction's spans.
+                drop(open);
                 if let Some(t) = event.commit_time_unix() {
                     self.commit_times.push_back((end, t));
                 }
@@ -531,6 +584,18 @@ impl<'a> Pump<'a> {
                 let table = self.table_label(&event);
                 for routed in self.router.route(event)? {
                     let (s, p) = (routed.shard, routed.partition as usize);
+                    let topic = self
+                        .publisher
+                        .topics()
+                        .get(s)
+                        .map_or("", String::as_str)
+                        .to_owned();
+                    let trace = self.open.as_mut().and_then(|o| o.trace_for(s, &topic));
+                    let dest = || Dest {
+                        shard: s,
+                        partition: routed.partition,
+                        trace: trace.clone(),
+                    };
                     let needs_begin = self.open.as_ref().is_some_and(|o| {
                         !o.started
                             .get(s)
@@ -544,8 +609,7 @@ impl<'a> Pump<'a> {
                             .as_ref()
                             .map(|o| o.begin.to_json())
                             .unwrap_or_default();
-                        self.send(id, xid, (s, routed.partition), None, begin, None)
-                            .await?;
+                        self.send(id, xid, dest(), None, begin, None).await?;
                         if let Some(flag) = self
                             .open
                             .as_mut()
@@ -556,15 +620,8 @@ impl<'a> Pump<'a> {
                         }
                     }
                     let label = Some((routed.event.action, table.clone()));
-                    self.send(
-                        id,
-                        xid,
-                        (s, routed.partition),
-                        routed.key,
-                        routed.event.to_json(),
-                        label,
-                    )
-                    .await?;
+                    self.send(id, xid, dest(), routed.key, routed.event.to_json(), label)
+                        .await?;
                 }
             }
             Action::Message => {
@@ -589,16 +646,18 @@ impl<'a> Pump<'a> {
         &mut self,
         txn: TxnId,
         xid: Option<u64>,
-        (shard, partition): (usize, i32),
+        dest: Dest,
         key: Option<Vec<u8>>,
         payload: Vec<u8>,
         label: Option<(Action, Arc<str>)>,
     ) -> Result<(), CdcError> {
         loop {
-            match self
-                .publisher
-                .send(shard, partition, key.as_deref(), &payload)
-            {
+            match self.publisher.send(
+                (dest.shard, dest.partition),
+                key.as_deref(),
+                &payload,
+                dest.trace.as_deref(),
+            ) {
                 Ok(delivery) => {
                     self.progress.sent(txn);
                     self.acks
@@ -627,7 +686,7 @@ impl<'a> Pump<'a> {
                             "producing to {}",
                             self.publisher
                                 .topics()
-                                .get(shard)
+                                .get(dest.shard)
                                 .map_or("?", String::as_str)
                         ),
                         source,

@@ -4,7 +4,20 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let config = cdc::config::Config::parse();
-    shared::telemetry::init_logging(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("cdc: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _tracing = {
+        let _inside = runtime.enter();
+        shared::telemetry::init_tracing(config.log_format, "cdc")
+    };
     if let Err(error) = config.validate() {
         tracing::error!("invalid configuration: {error}");
         eprintln!("cdc: invalid configuration: {error}");
@@ -16,16 +29,6 @@ fn main() -> ExitCode {
             tracing::error!("invalid routing file: {error}");
             eprintln!("cdc: invalid routing file: {error}");
             return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(error) => {
-            eprintln!("cdc: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(cdc::app::run(config, shards)) {

@@ -88,15 +88,21 @@ impl Publisher {
     /// Hands one message to the producer. `Err(QueueFull)` means: wait for acknowledgements, then retry.
     pub fn send(
         &self,
-        shard: usize,
-        partition: i32,
+        (shard, partition): (usize, i32),
         key: Option<&[u8]>,
         payload: &[u8],
+        traceparent: Option<&str>,
     ) -> Result<DeliveryFuture, KafkaError> {
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
             key: FORMAT_HEADER,
             value: Some(FORMAT_VERSION),
         });
+        if let Some(tp) = traceparent {
+            headers = headers.insert(Header {
+                key: shared::propagation::TRACEPARENT,
+                value: Some(tp),
+            });
+        }
         let topic = self.topics.get(shard).map_or("", String::as_str);
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
             .partition(partition)

@@ -11,8 +11,9 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use shared::backoff::Backoff;
-use shared::{ChangeEvent, Lsn};
+use shared::{Action, ChangeEvent, Lsn};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::apply::Applier;
 use crate::batch::{AppliedPosition, Batch, Flush, Next, TruncateAt};
@@ -52,6 +53,8 @@ pub async fn run(
         partition,
         cancel,
         durable: AppliedPosition::default(),
+        open_span: None,
+        done_spans: Vec::new(),
     };
     if let Stop::Failed(error) = task.run(&queue).await {
         task.stop_at(error).await;
@@ -66,11 +69,85 @@ struct Task {
     /// The position this task last wrote to (or read from) the replica; every apply checks the
     /// replica still holds it.
     durable: AppliedPosition,
+    /// Spans of the source transactions being processed (only while traces are exported): the open
+    /// frame's, and those of complete frames not yet committed, each with its producer's
+    /// `traceparent`.
+    open_span: Option<(tracing::Span, Option<String>)>,
+    done_spans: Vec<(tracing::Span, Option<String>)>,
 }
 
 impl Task {
     fn topic(&self) -> &str {
         &self.ctx.applier.topic
+    }
+
+    /// Opens a `process <topic>` span at each begin, as a child of the producer's `send` span, and
+    /// keeps it until the frame is committed to the replica.
+    fn trace_frame(&mut self, action: Action, offset: i64, trace: Option<String>) {
+        if !shared::telemetry::exporting_traces() {
+            return;
+        }
+        match action {
+            Action::Begin => {
+                let span = tracing::info_span!(
+                    "process",
+                    otel.name = format!("process {}", self.topic()),
+                    otel.kind = "consumer",
+                    messaging.system = "kafka",
+                    messaging.operation.type = "process",
+                    messaging.operation.name = "process",
+                    messaging.destination.name = self.topic(),
+                    messaging.destination.partition.id = self.partition,
+                    messaging.kafka.offset = offset,
+                );
+                shared::propagation::set_parent(&span, trace.as_deref());
+                // A frame cut by this begin ends here (it is re-sent whole later).
+                self.open_span = Some((span, trace));
+            }
+            Action::Commit => {
+                if let Some(open) = self.open_span.take() {
+                    self.done_spans.push(open);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The database span of one replica transaction: a child of the first source transaction it
+    /// applies, linked to the others.
+    fn db_span(&self, rows: usize) -> tracing::Span {
+        if !shared::telemetry::exporting_traces() {
+            return tracing::Span::none();
+        }
+        let system = match self.ctx.applier.replica.dialect() {
+            crate::config::Dialect::MySql => "mysql",
+            crate::config::Dialect::Sqlite => "sqlite",
+            crate::config::Dialect::Postgres => "postgresql",
+        };
+        let mut frames = self.done_spans.iter().chain(self.open_span.iter());
+        let span = match frames.next() {
+            Some((parent, _)) => tracing::info_span!(
+                parent: parent,
+                "apply",
+                otel.name = "apply batch",
+                otel.kind = "client",
+                db.system.name = system,
+                db.operation.name = "apply",
+                cascade.rows = rows,
+            ),
+            None => tracing::info_span!(
+                "apply",
+                otel.name = "apply batch",
+                otel.kind = "client",
+                db.system.name = system,
+                db.operation.name = "apply",
+                cascade.rows = rows,
+            ),
+        };
+        for (_, trace) in frames {
+            shared::propagation::add_link(&span, trace.as_deref());
+        }
+        span
     }
 
     /// This partition, for pause/resume.
@@ -122,12 +199,13 @@ impl Task {
                 }
                 message = queue.recv() => message,
             };
-            let (offset, decoded) = match message {
+            let (offset, decoded, trace) = match message {
                 Ok(msg) => (
                     msg.offset(),
                     msg.payload()
                         .ok_or_else(|| "the message has no value".to_owned())
                         .and_then(|p| ChangeEvent::from_json(p).map_err(|e| e.to_string())),
+                    traceparent_of(&msg),
                 ),
                 Err(error) => {
                     metrics::counter!(m::ERRORS, "kind" => "kafka").increment(1);
@@ -144,6 +222,7 @@ impl Task {
                     })
                 }
             };
+            self.trace_frame(event.action, offset, trace);
             let next = match batch.push(offset, event) {
                 Ok(n) => n,
                 Err(e) => {
@@ -190,9 +269,12 @@ impl Task {
             || flush.position != batch.applied();
         if needs_write {
             let applier = Arc::clone(&self.ctx.applier);
+            let span = self.db_span(flush.rows.len());
             let applied = self
                 .retry("applying a batch", || {
-                    applier.apply(self.partition, &self.durable, &flush, truncate_arrival)
+                    applier
+                        .apply(self.partition, &self.durable, &flush, truncate_arrival)
+                        .instrument(span.clone())
                 })
                 .await;
             if let Err(Stop::Failed(RouterError::Event { at, .. })) = &applied {
@@ -216,6 +298,10 @@ impl Task {
     /// Records a committed flush and stores its offset.
     fn committed(&mut self, batch: &mut Batch, flush: &Flush) {
         batch.flushed(flush.position);
+        if flush.frames > 0 || flush.store_offset.is_some() {
+            // The complete frames are applied: their process spans end.
+            self.done_spans.clear();
+        }
         self.durable = flush.position;
         if let Some(offset) = flush.store_offset {
             // `offset` is the next one to read. (`store_offset` would store its argument plus one, as
@@ -364,4 +450,19 @@ impl From<RouterError> for Stop {
     fn from(e: RouterError) -> Self {
         Stop::Failed(e)
     }
+}
+
+/// The `traceparent` header of a message, when traces are exported.
+fn traceparent_of(msg: &rdkafka::message::BorrowedMessage<'_>) -> Option<String> {
+    use rdkafka::message::Headers;
+    if !shared::telemetry::exporting_traces() {
+        return None;
+    }
+    let headers = msg.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == shared::propagation::TRACEPARENT)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
 }

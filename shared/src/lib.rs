@@ -6,6 +6,7 @@ pub mod config;
 pub mod event;
 pub mod health;
 pub mod lsn;
+pub mod propagation;
 pub mod routing;
 pub mod shards;
 pub mod shutdown;

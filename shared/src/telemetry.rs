@@ -13,17 +13,100 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global tracing subscriber. `RUST_LOG` filters (default `info`). Logs go to stderr.
-pub fn init_logging(format: LogFormat) {
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether spans are exported: callers skip building per-transaction spans when they are not.
+pub fn exporting_traces() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Keeps the trace exporter alive; dropping it flushes the spans not yet exported.
+#[must_use = "dropping the guard stops and flushes the trace exporter"]
+pub struct TracingGuard {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TracingGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs the global tracing subscriber: logs to stderr (`RUST_LOG` filters, default `info`) and,
+/// when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, spans exported
+/// over OTLP/gRPC. The standard `OTEL_*` variables apply (`OTEL_SERVICE_NAME`, default `service`;
+/// `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_TRACES_SAMPLER`, …). Must be called inside a Tokio runtime (the
+/// gRPC exporter needs one).
+pub fn init_tracing(format: LogFormat, service: &str) -> TracingGuard {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(true);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     };
+    let (otel, provider, problem) = match otlp_provider(service) {
+        Ok(Some(provider)) => {
+            use opentelemetry::trace::TracerProvider;
+            let tracer = provider.tracer(service.to_owned());
+            // Only Cascade's own spans: never the exporter's (tonic, h2) or the clients' internals.
+            let ours = tracing_subscriber::filter::Targets::new()
+                .with_target("cdc", tracing::Level::INFO)
+                .with_target("shard_router", tracing::Level::INFO);
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(ours);
+            (Some(layer), Some(provider), None)
+        }
+        Ok(None) => (None, None, None),
+        Err(problem) => (None, None, Some(problem)),
+    };
+    EXPORTING.store(provider.is_some(), std::sync::atomic::Ordering::Relaxed);
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel)
+        .try_init();
+    if let Some(problem) = problem {
+        tracing::warn!(error = %problem, "cannot export traces; continuing without them");
+    } else if provider.is_some() {
+        tracing::info!("exporting traces over OTLP");
+    }
+    TracingGuard { provider }
+}
+
+fn otlp_provider(
+    service: &str,
+) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>, String> {
+    let configured = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
+    if !configured {
+        return Ok(None);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_owned());
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(name)
+        .build();
+    Ok(Some(
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build(),
+    ))
 }
 
 /// Installs the global Prometheus recorder with explicit histogram buckets per metric-name suffix and

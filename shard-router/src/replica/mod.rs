@@ -29,6 +29,32 @@ use crate::plan::Statement;
 
 pub use exec::{Outcome, StatementFailed};
 
+enum DdlRace {
+    AlreadyDone,
+    Retry,
+    No,
+}
+
+/// Classifies a DDL error caused by another router running the same DDL at the same time.
+fn ddl_race(error: &sqlx::Error) -> DdlRace {
+    let sqlx::Error::Database(db) = error else {
+        return DdlRace::No;
+    };
+    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    let message = db.message();
+    match code.as_str() {
+        // PostgreSQL duplicate table/object/column/schema, MySQL table/column exists.
+        "42P07" | "42710" | "42701" | "42P06" | "1050" | "1060" => DdlRace::AlreadyDone,
+        // PostgreSQL: concurrent CREATE … IF NOT EXISTS collide on the catalog's unique index;
+        // deadlocks on either engine.
+        "23505" | "40P01" | "1213" => DdlRace::Retry,
+        _ if message.contains("already exists") || message.contains("duplicate column name") => {
+            DdlRace::AlreadyDone
+        }
+        _ => DdlRace::No,
+    }
+}
+
 /// How long to wait for a connection from the pool (or a new one) before calling the replica unreachable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -143,14 +169,30 @@ impl Replica {
     /// Runs DDL statements one by one, outside any transaction.
     pub async fn run_ddl(&self, statements: &[String]) -> Result<(), RouterError> {
         for sql in statements {
-            let result = match self {
-                Replica::MySql { pool, .. } => pool.execute(sql.as_str()).await.map(|_| ()),
-                Replica::Sqlite(pool) => pool.execute(sql.as_str()).await.map(|_| ()),
-                Replica::Postgres(pool) => pool.execute(sql.as_str()).await.map(|_| ()),
-            };
-            result.map_err(|e| {
-                RouterError::replica(format!("creating or altering a table: {sql}"), e)
-            })?;
+            let mut attempt = 0;
+            loop {
+                let result = match self {
+                    Replica::MySql { pool, .. } => pool.execute(sql.as_str()).await.map(|_| ()),
+                    Replica::Sqlite(pool) => pool.execute(sql.as_str()).await.map(|_| ()),
+                    Replica::Postgres(pool) => pool.execute(sql.as_str()).await.map(|_| ()),
+                };
+                let Err(error) = result else { break };
+                // Routers (and partitions) create the same tables concurrently: the loser sees the
+                // object exist (done) or a catalog conflict (try again).
+                match ddl_race(&error) {
+                    DdlRace::AlreadyDone => break,
+                    DdlRace::Retry if attempt < 5 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    }
+                    _ => {
+                        return Err(RouterError::replica(
+                            format!("creating or altering a table: {sql}"),
+                            error,
+                        ))
+                    }
+                }
+            }
         }
         Ok(())
     }

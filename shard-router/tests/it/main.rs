@@ -6,3 +6,4 @@ mod e2e;
 mod failures;
 mod sharding;
 mod support;
+mod traces;

@@ -65,6 +65,17 @@ pub fn start_cdc_with(
     prefix: &str,
     extra: &[&str],
 ) -> Process {
+    start_cdc_env(s, source_url, slot, prefix, extra, &[])
+}
+
+pub fn start_cdc_env(
+    s: &Services,
+    source_url: &str,
+    slot: &str,
+    prefix: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Process {
     let mut args: Vec<String> = [
         "--source-url",
         source_url,
@@ -83,17 +94,24 @@ pub fn start_cdc_with(
     .map(|a| a.to_string())
     .collect();
     args.extend(extra.iter().map(|a| a.to_string()));
-    let mut p = Process::start(
-        &cdc_bin(),
-        &format!("cdc-{slot}"),
-        &args,
-        &[("RUST_LOG", "info")],
-    );
+    let mut all = vec![("RUST_LOG", "info")];
+    all.extend_from_slice(envs);
+    let mut p = Process::start(&cdc_bin(), &format!("cdc-{slot}"), &args, &all);
     p.wait_ready(Duration::from_secs(60));
     p
 }
 
 pub fn start_router(s: &Services, target: &Target, prefix: &str, extra: &[&str]) -> Process {
+    start_router_env(s, target, prefix, extra, &[])
+}
+
+pub fn start_router_env(
+    s: &Services,
+    target: &Target,
+    prefix: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Process {
     let mut args: Vec<String> = [
         "--kafka-brokers",
         &s.kafka,
@@ -108,12 +126,9 @@ pub fn start_router(s: &Services, target: &Target, prefix: &str, extra: &[&str])
     .map(|a| a.to_string())
     .collect();
     args.extend(extra.iter().map(|a| a.to_string()));
-    Process::start(
-        router_bin(),
-        &format!("router-{prefix}"),
-        &args,
-        &[("RUST_LOG", "info,shard_router=debug")],
-    )
+    let mut all = vec![("RUST_LOG", "info,shard_router=debug")];
+    all.extend_from_slice(envs);
+    Process::start(router_bin(), &format!("router-{prefix}"), &args, &all)
 }
 
 /// The sum of a counter over all its label sets in a Prometheus text exposition.
