@@ -8,7 +8,7 @@ use serde_yaml::Value;
 use super::binaries::{env_flags, http_port, parse_service_config, required_envs};
 use super::compose::{hosts_of, Binary, Compose};
 use super::dockerfile::{context_sources, dockerfile, stage};
-use super::files::{exists_or_written_elsewhere, normalise, root, scalar, strings};
+use super::files::{exists_or_written_elsewhere, normalise, root, scalar, strings, written_yet};
 
 /// Services the demo must have (docker-compose.yml).
 const SERVICES: &[&str] = &[
@@ -46,8 +46,6 @@ const EXTRA_ENV: &[&str] = &[
     "OTEL_PROPAGATORS",
     "OTEL_SDK_DISABLED",
 ];
-
-// --- tests: docker-compose.yml ----------------------------------------------------------------------
 
 #[test]
 fn compose_defines_the_demo_services() {
@@ -255,7 +253,16 @@ fn cdc_and_routers_get_only_variables_their_flags_declare() {
                 let value = env
                     .get(var)
                     .unwrap_or_else(|| panic!("{name}: {var} is missing"));
-                if value.starts_with("sqlite:") {
+                if let Some(path) = value.strip_prefix("sqlite://") {
+                    // Every container of the service must open the same, lasting file.
+                    let on_volume = compose
+                        .mounts(&name)
+                        .iter()
+                        .any(|m| !m.bind && path.starts_with(&format!("{}/", m.target)));
+                    assert!(
+                        on_volume,
+                        "{name}: the SQLite replica {path} is not on a named volume"
+                    );
                     continue;
                 }
                 for host in hosts_of(value) {
@@ -302,12 +309,11 @@ fn router_shards_are_defined_in_the_routing_file() {
     }
     assert_eq!(shards, BTreeSet::from(["a".to_owned(), "b".to_owned()]));
 
-    let routing = root().join("main-db/routing.toml");
-    if !routing.exists() {
-        // main-db/routing.toml is written in parallel (WRITTEN_ELSEWHERE); check it once it exists.
-        eprintln!("note: main-db/routing.toml does not exist yet; shard names not checked");
+    // main-db/routing.toml is written in parallel: the shard names are checked once it exists.
+    if !written_yet("main-db/routing.toml") {
         return;
     }
+    let routing = root().join("main-db/routing.toml");
     let map = shared::shards::ShardMap::load(&routing).unwrap_or_else(|e| panic!("{e}"));
     for shard in &shards {
         assert!(
