@@ -24,6 +24,9 @@ pub struct Services {
     pub mysql_url: String,
     pub sqlite_url: String,
     pub pg_bindir: String,
+    /// Prometheus started by the services script, and the directory of its file_sd target files.
+    pub prometheus_url: String,
+    pub prometheus_targets_dir: String,
 }
 
 /// The repository root.
@@ -66,6 +69,11 @@ pub fn services() -> Services {
             .get("PG_BINDIR")
             .cloned()
             .unwrap_or_else(|| "/usr/lib/postgresql/15/bin".into()),
+        prometheus_url: vars.get("PROMETHEUS_URL").cloned().unwrap_or_default(),
+        prometheus_targets_dir: vars
+            .get("PROMETHEUS_TARGETS_DIR")
+            .cloned()
+            .unwrap_or_default(),
     }
 }
 

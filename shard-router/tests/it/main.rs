@@ -5,6 +5,7 @@ mod cli;
 mod deploy;
 mod e2e;
 mod failures;
+mod prometheus;
 mod sharding;
 mod support;
 mod traces;
