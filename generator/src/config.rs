@@ -41,7 +41,8 @@ pub struct Config {
     pub duration: Option<Duration>,
 
     /// Apply main-db/schema.sql (idempotent; embedded in the binary) before generating.
-    #[arg(long, env = "GEN_SCHEMA")]
+    /// GEN_SCHEMA takes true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = "GEN_SCHEMA", value_parser = clap::builder::BoolishValueParser::new())]
     pub schema: bool,
 
     /// Longest wait between two connection attempts while the database is unreachable (the wait

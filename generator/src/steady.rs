@@ -78,6 +78,7 @@ pub async fn run(
     let mut progress = Progress::new("steady");
     let mut by_op = BTreeMap::new();
     let mut interrupted = false;
+    let mut behind = false;
     loop {
         // Priority: shutdown, then the end of the run, then the next transaction.
         let wake = deadline.map_or(next, |d| next.min(d));
@@ -121,6 +122,14 @@ pub async fn run(
         next += interval;
         let now = Instant::now();
         if now > next + MAX_LAG {
+            if !behind && session.reconnects == 0 {
+                behind = true;
+                tracing::warn!(
+                    rate,
+                    "cannot keep up with --rate on one connection: transactions take longer than \
+                     the schedule allows; the progress lines show the rate reached"
+                );
+            }
             next = now;
         }
         progress.tick("");

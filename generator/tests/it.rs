@@ -191,6 +191,7 @@ async fn bulk_then_steady_and_the_same_seed_gives_the_same_rows() {
         (30..=41).contains(&transactions),
         "{transactions} steady transactions:\n{stdout}"
     );
+    check_values(&db).await;
     let signups = op_count(&stdout, "signup");
     assert_eq!(count(&db, "organizations").await, 5 + signups as i64);
     assert_eq!(count(&db, "plans").await, 5);
@@ -236,8 +237,9 @@ async fn bulk_then_steady_and_the_same_seed_gives_the_same_rows() {
     }
 }
 
-/// What the rows promise: valid e-mails, amounts with two decimals that add up their line items,
-/// JSON objects as event properties, consistent subscription states.
+/// What the rows promise, after bulk and steady mode alike: valid e-mails, amounts with two
+/// decimals that add up their line items, JSON objects as event properties, subscription states,
+/// revenue and plans that agree with each other.
 async fn check_values(url: &str) {
     let client = connect(url).await;
     let bad = |sql: &'static str| {
@@ -259,6 +261,21 @@ async fn check_values(url: &str) {
     bad("SELECT count(*) FROM events WHERE jsonb_typeof(properties) <> 'object'").await;
     bad("SELECT count(*) FROM subscriptions WHERE (status = 'canceled') <> (canceled_at IS NOT NULL)").await;
     bad("SELECT count(*) FROM users u JOIN organizations o ON o.id = u.org_id WHERE u.created_at < o.created_at").await;
+    bad("SELECT count(*) FROM invoices WHERE (status = 'paid') <> (paid_at IS NOT NULL)").await;
+    bad("SELECT count(*) FROM subscriptions s JOIN plans p ON p.id = s.plan_id \
+         WHERE s.mrr <> CASE WHEN s.status IN ('trialing', 'canceled') THEN 0 ELSE s.seats * p.seat_price END \
+            OR s.seats > coalesce(p.max_seats, s.seats)")
+    .await;
+    bad(
+        "SELECT count(*) FROM (SELECT org_id FROM subscriptions WHERE status <> 'canceled' \
+         GROUP BY org_id HAVING count(*) > 1) more_than_one_live",
+    )
+    .await;
+    bad(
+        "SELECT count(*) FROM subscriptions s JOIN organizations o ON o.id = s.org_id \
+         WHERE s.status <> 'canceled' AND s.plan_id <> o.plan_id",
+    )
+    .await;
     let invoices: i64 = client
         .query_one("SELECT count(*) FROM invoices", &[])
         .await

@@ -127,8 +127,19 @@ pub(super) async fn invoice_issued(
     sub: &Live,
     now: Timestamp,
 ) -> Result<Option<u64>, Error> {
-    if sub.plan.seat_price_cents == 0 || sub.status == SubscriptionStatus::Trialing {
+    if sub.plan.seat_price_cents == 0 {
         return Ok(None);
+    }
+    let mut written = 0;
+    if sub.status == SubscriptionStatus::Trialing {
+        // The trial ends with the first invoice.
+        let update = "UPDATE public.subscriptions SET status = 'active', mrr = $2::text::numeric \
+                      WHERE id = $1";
+        let mrr = money::mrr(sub.plan, sub.seats).to_string();
+        written += exec(tx, update, &[&sub.id, &mrr], "end a trial").await?;
+        let converted = json!({"plan": sub.plan.code, "seats": sub.seats});
+        let event = event(ids, org.id, None, "subscription.activated", converted, now);
+        written += write(tx, &[event]).await?;
     }
     let (line_items, amount) = money::line_items(rng, sub.plan, sub.seats, org.country);
     let invoice = Invoice {
@@ -142,7 +153,7 @@ pub(super) async fn invoice_issued(
         paid_at: None,
         line_items,
     };
-    write(tx, &[invoice]).await.map(Some)
+    Ok(Some(written + write(tx, &[invoice]).await?))
 }
 
 pub(super) async fn cancellation(

@@ -29,7 +29,7 @@ pub enum Op {
     /// An upgrade or downgrade by one plan (or a canceled organization subscribing again).
     PlanChange,
     SeatsChange,
-    /// An open invoice for a paying subscription.
+    /// An open invoice for a paying subscription (the first one ends a trial).
     InvoiceIssued,
     /// An open invoice is paid; a past-due subscription with nothing left open is active again.
     InvoicePaid,
