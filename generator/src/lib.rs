@@ -2,8 +2,9 @@
 //! (`main-db/schema.sql`). Bulk mode inserts whole organizations; steady mode keeps a realistic mix
 //! of transactions going at a fixed rate, so cdc and the routers have something to replicate.
 //!
-//! Pure parts — [`rng`], [`fake`], [`tenant`], [`sql`] — decide every value and are unit-tested
-//! without a database; [`session`], [`bulk`], [`steady`] and [`ops`] talk to PostgreSQL.
+//! Pure parts — [`rng`], [`catalog`], [`fake`], [`money`], [`activity`], [`tenant`], [`sql`] —
+//! decide every value and are unit-tested without a database; [`session`], [`bulk`], [`steady`] and
+//! [`ops`] talk to PostgreSQL.
 
 pub mod activity;
 pub mod app;

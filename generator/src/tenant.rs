@@ -37,8 +37,9 @@ impl Tenant {
         1 + self.users.len() + self.subscriptions.len() + self.invoices.len() + self.events.len()
     }
 
-    /// The next organization of the data set of `seed`, with ids taken from `ids`. Everything about
-    /// organization N is decided by the seed and N, so it comes out the same in any run.
+    /// The next organization of the data set of `seed`, with ids taken from `ids`. What organization
+    /// N holds is decided by the seed and N alone (its rows' ids continue from `ids`), so it comes
+    /// out the same in any run, whatever was generated before it.
     pub fn generate(seed: u64, ids: &mut Ids) -> Tenant {
         let org_id = take(&mut ids.organization);
         let mut rng = Rng::stream(seed, STREAM_TENANT, org_id as u64);
