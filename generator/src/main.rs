@@ -4,12 +4,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let config = generator::config::Config::parse();
-    shared::telemetry::init_logging(config.log_format);
-    if let Err(error) = config.validate() {
-        tracing::error!("invalid configuration: {error}");
-        eprintln!("cascade-gen: invalid configuration: {error}");
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -20,6 +14,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let _tracing = {
+        let _inside = runtime.enter();
+        shared::telemetry::init_tracing(config.log_format, "cascade-gen")
+    };
+    if let Err(error) = config.validate() {
+        tracing::error!("invalid configuration: {error}");
+        eprintln!("cascade-gen: invalid configuration: {error}");
+        return ExitCode::from(2);
+    }
     match runtime.block_on(generator::app::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
