@@ -1,8 +1,6 @@
 //! Command-line and environment configuration of `cdc`.
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
@@ -96,6 +94,7 @@ pub struct Config {
 }
 
 pub use shared::config::ConfigError;
+pub use shared::config::PgUrl as SourceUrl;
 
 fn field_error(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(field, reason)
@@ -197,67 +196,6 @@ fn is_valid_slot_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-/// The source URL. Parsed once into a connection config; `Debug`/`Display` never show the password.
-#[derive(Clone)]
-pub struct SourceUrl {
-    config: tokio_postgres::Config,
-}
-
-impl SourceUrl {
-    pub fn pg_config(&self) -> &tokio_postgres::Config {
-        &self.config
-    }
-
-    /// `host:port/database` for logs and messages.
-    pub fn target(&self) -> String {
-        let host = match self.config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            #[cfg(unix)]
-            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-            None => "localhost".to_owned(),
-        };
-        let port = self.config.get_ports().first().copied().unwrap_or(5432);
-        let db = self
-            .config
-            .get_dbname()
-            .or(self.config.get_user())
-            .unwrap_or("postgres");
-        format!("{host}:{port}/{db}")
-    }
-}
-
-impl FromStr for SourceUrl {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if !(s.starts_with("postgres://") || s.starts_with("postgresql://")) {
-            return Err("expected a URL starting with postgres:// or postgresql://".to_owned());
-        }
-        let config: tokio_postgres::Config = s
-            .parse()
-            .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
-        if config.get_user().is_none() {
-            return Err("the URL names no user (postgres://USER@host/db)".to_owned());
-        }
-        if config.get_hosts().is_empty() {
-            return Err("the URL names no host".to_owned());
-        }
-        Ok(SourceUrl { config })
-    }
-}
-
-impl fmt::Debug for SourceUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SourceUrl({})", self.target())
-    }
-}
-
-impl fmt::Display for SourceUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.target())
-    }
 }
 
 #[cfg(test)]

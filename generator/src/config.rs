@@ -1,7 +1,6 @@
 //! Command-line and environment configuration of `cascade-gen`.
 
-use std::fmt;
-use std::str::FromStr;
+pub use shared::config::PgUrl as DatabaseUrl;
 use std::time::Duration;
 
 use clap::Parser;
@@ -99,68 +98,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-}
-
-/// The database URL. Parsed once into a connection config; `Debug`/`Display` never show the
-/// password.
-#[derive(Clone)]
-pub struct DatabaseUrl {
-    config: tokio_postgres::Config,
-}
-
-impl DatabaseUrl {
-    pub fn pg_config(&self) -> &tokio_postgres::Config {
-        &self.config
-    }
-
-    /// `host:port/database` for logs and messages.
-    pub fn target(&self) -> String {
-        let host = match self.config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            #[cfg(unix)]
-            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-            None => "localhost".to_owned(),
-        };
-        let port = self.config.get_ports().first().copied().unwrap_or(5432);
-        let db = self
-            .config
-            .get_dbname()
-            .or(self.config.get_user())
-            .unwrap_or("postgres");
-        format!("{host}:{port}/{db}")
-    }
-}
-
-impl FromStr for DatabaseUrl {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if !(s.starts_with("postgres://") || s.starts_with("postgresql://")) {
-            return Err("expected a URL starting with postgres:// or postgresql://".to_owned());
-        }
-        let config: tokio_postgres::Config = s
-            .parse()
-            .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
-        if config.get_user().is_none() {
-            return Err("the URL names no user (postgres://USER@host/db)".to_owned());
-        }
-        if config.get_hosts().is_empty() {
-            return Err("the URL names no host".to_owned());
-        }
-        Ok(DatabaseUrl { config })
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({})", self.target())
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.target())
     }
 }
 
