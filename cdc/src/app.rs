@@ -149,6 +149,7 @@ async fn session(
         r = slot::connect_sql(pg, &target, CONNECT_TIMEOUT) => r?,
     };
     let state = slot::prepare(&sql, &config.slot).await?;
+    slot::check_shard_keys(&sql, shards).await;
     let topics: Vec<String> = shards.shards().iter().map(|s| config.topic(s)).collect();
     let publisher = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),

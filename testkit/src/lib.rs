@@ -128,6 +128,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port outside the kernel's ephemeral range (32768-60999 by default), so no outgoing
+/// connection takes it while a [`TcpProxy`] is stopped and must listen on it again.
+pub fn stable_free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = 20_000 + (std::process::id() % 4_000) * 3;
+    for i in 0..10_000 {
+        let port = 20_000 + ((start + NEXT.fetch_add(1, Ordering::Relaxed) + i) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    free_port()
+}
+
 /// The path of another workspace binary next to `known` (a `CARGO_BIN_EXE_*` path): integration
 /// tests only get their own crate's binaries, and `cargo test --workspace` builds them all.
 pub fn sibling_binary(known: &str, name: &str) -> PathBuf {
@@ -362,7 +376,7 @@ impl TcpProxy {
     /// Starts forwarding a free local port to `upstream` (`host:port`).
     pub async fn start(upstream: &str) -> TcpProxy {
         let proxy = TcpProxy {
-            port: free_port(),
+            port: stable_free_port(),
             upstream: upstream.to_owned(),
             tasks: Default::default(),
         };

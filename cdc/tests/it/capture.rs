@@ -294,4 +294,6 @@ async fn kafka_stream_matches_wal2json_row_for_row() {
         0,
         "cdc did not exit cleanly on SIGTERM"
     );
+    testkit::drop_slot(&s.source_url, &slot).await;
+    testkit::drop_slot(&s.source_url, &reference_slot).await;
 }

@@ -117,4 +117,6 @@ async fn sigkill_mid_stream_loses_nothing() {
     assert_framing(&reader.messages, partitions, true);
     assert_wal_order(&reader.messages, &reference, partitions, true);
     assert_eq!(cdc.terminate(Duration::from_secs(30)), 0);
+    testkit::drop_slot(&s.source_url, &slot).await;
+    testkit::drop_slot(&s.source_url, &reference_slot).await;
 }

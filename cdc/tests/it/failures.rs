@@ -211,4 +211,5 @@ async fn oversized_event_stops_cdc_and_is_never_skipped() {
         |m| row_changes(m) == 1,
     );
     assert_eq!(cdc.terminate(Duration::from_secs(30)), 0);
+    testkit::drop_slot(&s.source_url, &slot).await;
 }

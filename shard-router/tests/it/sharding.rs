@@ -293,3 +293,46 @@ async fn tenants_reach_their_shard_through_router_crashes_scaling_and_a_replica_
     drop(cdc);
     testkit::drop_slot(&s.source_url, &name).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdc_warns_at_start_when_deletes_would_lack_the_shard_key() {
+    let s = services();
+    let name = unique("ident");
+    let source_url = testkit::create_pg_db(&s.source_url, &name).await;
+    let source = connect(&source_url).await;
+    source
+        .batch_execute(
+            "CREATE TABLE users (id integer PRIMARY KEY, org_id integer);
+             CREATE TABLE projects (id integer PRIMARY KEY, org_id integer);
+             ALTER TABLE projects REPLICA IDENTITY FULL;",
+        )
+        .await
+        .unwrap();
+    let file = std::env::temp_dir().join(format!("{name}.toml"));
+    std::fs::write(
+        &file,
+        "[[shards]]\nname = \"a\"\n[tables.\"public.users\"]\nshard_key = \"org_id\"\n[tables.\"public.projects\"]\nshard_key = \"org_id\"\n",
+    )
+    .unwrap();
+    let prefix = unique("ident");
+    let cdc = start_cdc_with(
+        &s,
+        &source_url,
+        &name,
+        &prefix,
+        &["--config", file.to_str().unwrap()],
+    );
+    let log = cdc.log_text();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("REPLICA IDENTITY FULL"))
+        .collect();
+    assert_eq!(
+        warned.len(),
+        1,
+        "one warning, for public.users only:\n{log}"
+    );
+    assert!(warned[0].contains("public.users"), "{log}");
+    drop(cdc);
+    testkit::drop_slot(&s.source_url, &name).await;
+}
