@@ -585,13 +585,9 @@ impl<'a> Pump<'a> {
                 let table = self.table_label(&event);
                 for routed in self.router.route(event)? {
                     let (s, p) = (routed.shard, routed.partition as usize);
-                    let topic = self
-                        .publisher
-                        .topics()
-                        .get(s)
-                        .map_or("", String::as_str)
-                        .to_owned();
-                    let trace = self.open.as_mut().and_then(|o| o.trace_for(s, &topic));
+                    let publisher = self.publisher;
+                    let topic = publisher.topics().get(s).map_or("", String::as_str);
+                    let trace = self.open.as_mut().and_then(|o| o.trace_for(s, topic));
                     let dest = || Dest {
                         shard: s,
                         partition: routed.partition,

@@ -67,11 +67,16 @@ impl Router {
     /// - `T` goes to every partition of every shard that can hold the table's rows.
     pub fn route(&self, event: ChangeEvent) -> Result<Vec<Routed>, CdcError> {
         let lsn = event.lsn.unwrap_or(Lsn::ZERO);
-        let table = event.qualified_table().unwrap_or_default();
-        let placement = self.map.placement(&table).map_err(|e| CdcError::Routing {
-            lsn,
-            reason: e.to_string(),
-        })?;
+        let placement = self
+            .map
+            .placement_of(
+                event.schema.as_deref().unwrap_or_default(),
+                event.table.as_deref().unwrap_or_default(),
+            )
+            .map_err(|e| CdcError::Routing {
+                lsn,
+                reason: e.to_string(),
+            })?;
         match event.action {
             Action::Insert => {
                 let place = self.place(&event, &placement, event.columns.as_deref(), lsn)?;

@@ -325,6 +325,8 @@ impl Task {
         let started = Instant::now();
         let mut last_log = Instant::now();
         let applier = Arc::clone(&self.ctx.applier);
+        // The topic's partition count, from the broker's metadata: read once, again only while unknown.
+        let mut partitions = 0;
         loop {
             let (arrived, done) = self
                 .retry("reading the truncate barrier", || {
@@ -336,11 +338,13 @@ impl Task {
             if done {
                 break;
             }
-            let partitions = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return Err(Stop::Cancelled),
-                n = partition_count(&self.ctx.consumer, self.topic()) => n.unwrap_or(0),
-            };
+            if partitions == 0 {
+                partitions = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return Err(Stop::Cancelled),
+                    n = partition_count(&self.ctx.consumer, self.topic()) => n.unwrap_or(0),
+                };
+            }
             if partitions > 0 && arrived >= partitions as i64 {
                 let delete = self
                     .retry("checking the truncated table", || {

@@ -351,6 +351,15 @@ impl ShardMap {
         })
     }
 
+    /// How the table `schema.table` is routed; the name is only built when the file lists tables
+    /// (this runs for every row change).
+    pub fn placement_of(&self, schema: &str, table: &str) -> Result<Placement, PlacementError> {
+        if self.tables.is_empty() && !self.refuse_unlisted {
+            return Ok(Placement::Default(self.default));
+        }
+        self.placement(&format!("{schema}.{table}"))
+    }
+
     /// How the table `schema.table` is routed.
     pub fn placement(&self, table: &str) -> Result<Placement, PlacementError> {
         match self.tables.get(table) {

@@ -14,6 +14,7 @@ use super::Replica;
 use crate::batch::AppliedPosition;
 use crate::config::Dialect;
 use crate::error::RouterError;
+use crate::sql::{quote_ident, Placeholders};
 use crate::types::Bind;
 
 pub(super) const POSITION_TABLE: &str = "_cascade_position";
@@ -54,14 +55,15 @@ pub(super) fn create_tables(dialect: Dialect) -> Vec<String> {
     }
 }
 
-/// Placeholders `?` or `$1..$n`.
+/// `n` parameter placeholders (`?` or `$1..$n`), numbered like the data statements'.
 fn params(dialect: Dialect, n: usize) -> Vec<String> {
-    (1..=n)
-        .map(|i| match dialect {
-            Dialect::Postgres => format!("${i}"),
-            _ => "?".to_owned(),
-        })
-        .collect()
+    let mut p = Placeholders::new(dialect);
+    (0..n).map(|_| p.next_uncast()).collect()
+}
+
+/// A bookkeeping table's name, quoted for the dialect.
+fn table(dialect: Dialect, name: &str) -> String {
+    quote_ident(dialect, name)
 }
 
 fn lsn(l: Lsn) -> Bind {
@@ -69,11 +71,12 @@ fn lsn(l: Lsn) -> Bind {
 }
 
 /// An insert that does nothing when the row exists.
-fn insert_ignoring(dialect: Dialect, table: &str, columns: &str, n: usize) -> String {
+fn insert_ignoring(dialect: Dialect, name: &str, columns: &str, n: usize) -> String {
     let p = params(dialect, n).join(", ");
+    let t = table(dialect, name);
     match dialect {
-        Dialect::MySql => format!("INSERT IGNORE INTO `{table}` ({columns}) VALUES ({p})"),
-        _ => format!("INSERT INTO \"{table}\" ({columns}) VALUES ({p}) ON CONFLICT DO NOTHING"),
+        Dialect::MySql => format!("INSERT IGNORE INTO {t} ({columns}) VALUES ({p})"),
+        _ => format!("INSERT INTO {t} ({columns}) VALUES ({p}) ON CONFLICT DO NOTHING"),
     }
 }
 
@@ -87,13 +90,14 @@ pub(super) fn position_statements(
 ) -> Vec<Bookkeeping> {
     let p = params(dialect, 5).join(", ");
     let columns = "topic, kafka_partition, commit_lsn, partial_lsn, partial_rows";
+    let t = table(dialect, POSITION_TABLE);
     let sql = match dialect {
         Dialect::MySql => format!(
-            "INSERT INTO `{POSITION_TABLE}` ({columns}) VALUES ({p}) ON DUPLICATE KEY UPDATE \
+            "INSERT INTO {t} ({columns}) VALUES ({p}) ON DUPLICATE KEY UPDATE \
              commit_lsn = VALUES(commit_lsn), partial_lsn = VALUES(partial_lsn), partial_rows = VALUES(partial_rows)"
         ),
         _ => format!(
-            "INSERT INTO \"{POSITION_TABLE}\" ({columns}) VALUES ({p}) ON CONFLICT (topic, kafka_partition) DO UPDATE SET \
+            "INSERT INTO {t} ({columns}) VALUES ({p}) ON CONFLICT (topic, kafka_partition) DO UPDATE SET \
              commit_lsn = excluded.commit_lsn, partial_lsn = excluded.partial_lsn, partial_rows = excluded.partial_rows"
         ),
     };
@@ -135,20 +139,26 @@ pub(super) fn stored(position: &AppliedPosition) -> super::exec::StoredPosition 
     )
 }
 
-/// Reads the partition's position row, locking it until the end of the transaction (PostgreSQL and
-/// MySQL; SQLite has a single writer anyway).
-pub(super) fn select_position(dialect: Dialect, topic: &str, partition: i32) -> Bookkeeping {
+/// Reads the partition's position row; with `lock`, locks it until the end of the transaction
+/// (PostgreSQL and MySQL; SQLite has a single writer anyway).
+pub(super) fn select_position(
+    dialect: Dialect,
+    topic: &str,
+    partition: i32,
+    lock: bool,
+) -> Bookkeeping {
     let p = params(dialect, 2);
-    let (quote, lock) = match dialect {
-        Dialect::MySql => ('`', " FOR UPDATE"),
-        Dialect::Postgres => ('"', " FOR UPDATE"),
-        Dialect::Sqlite => ('"', ""),
+    let lock = if lock && dialect != Dialect::Sqlite {
+        " FOR UPDATE"
+    } else {
+        ""
     };
     Bookkeeping {
         sql: format!(
-            "SELECT commit_lsn, partial_lsn, partial_rows FROM {quote}{POSITION_TABLE}{quote} \
-             WHERE topic = {} AND kafka_partition = {}{lock}",
-            p[0], p[1]
+            "SELECT commit_lsn, partial_lsn, partial_rows FROM {} WHERE topic = {} AND kafka_partition = {}{lock}",
+            table(dialect, POSITION_TABLE),
+            p[0],
+            p[1]
         ),
         binds: vec![
             Bind::Text(topic.to_owned()),
@@ -162,95 +172,49 @@ pub(super) async fn read_position(
     topic: &str,
     partition: i32,
 ) -> Result<AppliedPosition, RouterError> {
-    let dialect = replica.dialect();
-    let p = params(dialect, 2);
-    let q = |quote: char| {
-        format!(
-            "SELECT commit_lsn, partial_lsn, partial_rows FROM {quote}{POSITION_TABLE}{quote} \
-             WHERE topic = {} AND kafka_partition = {}",
-            p[0], p[1]
-        )
-    };
-    let row: Result<Option<(i64, i64, i64)>, sqlx::Error> = match replica {
-        Replica::MySql { pool, .. } => {
-            sqlx::query_as(&q('`'))
-                .bind(topic)
-                .bind(partition)
-                .fetch_optional(pool)
-                .await
-        }
-        Replica::Sqlite(pool) => {
-            sqlx::query_as(&q('"'))
-                .bind(topic)
-                .bind(partition)
-                .fetch_optional(pool)
-                .await
-        }
-        Replica::Postgres(pool) => {
-            sqlx::query_as(&q('"'))
-                .bind(topic)
-                .bind(partition)
-                .fetch_optional(pool)
-                .await
-        }
-    };
-    let row = row.map_err(|e| {
+    let query = select_position(replica.dialect(), topic, partition, false);
+    let row = on_pool!(replica, pool => exec::read_ints(pool, &query).await).map_err(|e| {
         RouterError::replica(format!("reading the position of {topic}/{partition}"), e)
     })?;
-    Ok(match row {
-        Some((c, p, r)) => AppliedPosition {
+    Ok(match row.as_deref() {
+        Some(&[c, p, r]) => AppliedPosition {
             commit_lsn: Lsn(c as u64),
             partial_lsn: Lsn(p as u64),
             partial_rows: u64::try_from(r).unwrap_or(0),
         },
-        None => AppliedPosition::default(),
+        _ => AppliedPosition::default(),
     })
 }
 
 pub(super) async fn truncate_state(
     replica: &Replica,
     topic: &str,
-    table: &str,
+    name: &str,
     at: Lsn,
 ) -> Result<(i64, bool), RouterError> {
     let dialect = replica.dialect();
     let p = params(dialect, 3);
-    let quote = if dialect == Dialect::MySql { '`' } else { '"' };
-    let sql = format!(
-        "SELECT COUNT(CASE WHEN kafka_partition >= 0 THEN 1 END), COUNT(CASE WHEN kafka_partition < 0 THEN 1 END) \
-         FROM {quote}{TRUNCATE_TABLE}{quote} WHERE topic = {} AND table_name = {} AND truncate_lsn = {}",
-        p[0], p[1], p[2]
-    );
-    let at = at.0 as i64;
-    let row: Result<(i64, i64), sqlx::Error> = match replica {
-        Replica::MySql { pool, .. } => {
-            sqlx::query_as(&sql)
-                .bind(topic)
-                .bind(table)
-                .bind(at)
-                .fetch_one(pool)
-                .await
-        }
-        Replica::Sqlite(pool) => {
-            sqlx::query_as(&sql)
-                .bind(topic)
-                .bind(table)
-                .bind(at)
-                .fetch_one(pool)
-                .await
-        }
-        Replica::Postgres(pool) => {
-            sqlx::query_as(&sql)
-                .bind(topic)
-                .bind(table)
-                .bind(at)
-                .fetch_one(pool)
-                .await
-        }
+    let query = Bookkeeping {
+        sql: format!(
+            "SELECT COUNT(CASE WHEN kafka_partition >= 0 THEN 1 END), COUNT(CASE WHEN kafka_partition < 0 THEN 1 END) \
+             FROM {} WHERE topic = {} AND table_name = {} AND truncate_lsn = {}",
+            table(dialect, TRUNCATE_TABLE),
+            p[0],
+            p[1],
+            p[2]
+        ),
+        binds: vec![
+            Bind::Text(topic.to_owned()),
+            Bind::Text(name.to_owned()),
+            lsn(at),
+        ],
     };
-    let (arrived, done) = row
-        .map_err(|e| RouterError::replica(format!("reading the truncate barrier of {table}"), e))?;
-    Ok((arrived, done > 0))
+    let row = on_pool!(replica, pool => exec::read_ints(pool, &query).await)
+        .map_err(|e| RouterError::replica(format!("reading the truncate barrier of {name}"), e))?;
+    match row.as_deref() {
+        Some(&[arrived, done]) => Ok((arrived, done > 0)),
+        _ => Ok((0, false)),
+    }
 }
 
 pub(super) async fn truncate_once(
@@ -279,11 +243,7 @@ pub(super) async fn truncate_once(
         sql: sql.to_owned(),
         binds: Vec::new(),
     });
-    let result = match replica {
-        Replica::MySql { pool, .. } => exec::claim_then(pool, &claim, delete.as_ref()).await,
-        Replica::Sqlite(pool) => exec::claim_then(pool, &claim, delete.as_ref()).await,
-        Replica::Postgres(pool) => exec::claim_then(pool, &claim, delete.as_ref()).await,
-    };
+    let result = on_pool!(replica, pool => exec::claim_then(pool, &claim, delete.as_ref()).await);
     result.map_err(|e| RouterError::replica(format!("truncating {table}"), e))
 }
 

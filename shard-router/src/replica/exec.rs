@@ -112,17 +112,14 @@ where
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
     let mut tx = pool.begin().await.map_err(StatementFailed::bookkeeping)?;
-    let query = bind_all(sqlx::query::<DB>(fence.select.sql()), fence.select.binds());
-    let row = (&mut *tx)
-        .fetch_optional(query)
+    let found: StoredPosition = match read_ints(&mut *tx, fence.select)
         .await
-        .map_err(StatementFailed::bookkeeping)?;
-    let found: StoredPosition = match row {
-        Some(row) => (
-            row.try_get(0).map_err(StatementFailed::bookkeeping)?,
-            row.try_get(1).map_err(StatementFailed::bookkeeping)?,
-            row.try_get(2).map_err(StatementFailed::bookkeeping)?,
-        ),
+        .map_err(StatementFailed::bookkeeping)?
+    {
+        Some(v) => match v[..] {
+            [commit, partial, rows] => (commit, partial, rows),
+            _ => (i64::MIN, 0, 0), // not a position row: never equal, so nothing is written
+        },
         None => (0, 0, 0),
     };
     if found != fence.before {
@@ -133,14 +130,7 @@ where
             Outcome::Moved(found)
         });
     }
-    for (i, statement) in statements.iter().enumerate() {
-        run(&mut *tx, statement)
-            .await
-            .map_err(|source| StatementFailed {
-                index: Some(i),
-                source,
-            })?;
-    }
+    run_numbered(&mut *tx, statements).await?;
     for statement in bookkeeping {
         run(&mut *tx, statement)
             .await
@@ -166,15 +156,61 @@ where
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
     let mut tx = pool.begin().await.map_err(StatementFailed::bookkeeping)?;
+    run_numbered(&mut *tx, statements).await?;
+    tx.rollback().await.map_err(StatementFailed::bookkeeping)
+}
+
+/// Runs `statements` in order; a failure names the statement's index.
+async fn run_numbered<DB>(
+    conn: &mut DB::Connection,
+    statements: &[Statement],
+) -> Result<(), StatementFailed>
+where
+    DB: Database,
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
     for (i, statement) in statements.iter().enumerate() {
-        run(&mut *tx, statement)
+        run(&mut *conn, statement)
             .await
             .map_err(|source| StatementFailed {
                 index: Some(i),
                 source,
             })?;
     }
-    tx.rollback().await.map_err(StatementFailed::bookkeeping)
+    Ok(())
+}
+
+/// The first row of a query whose columns are all integers (the bookkeeping reads), if any.
+pub(super) async fn read_ints<'c, DB, E>(
+    executor: E,
+    query: &Bookkeeping,
+) -> Result<Option<Vec<i64>>, sqlx::Error>
+where
+    DB: Database,
+    E: Executor<'c, Database = DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    let q = bind_all(sqlx::query::<DB>(query.sql()), query.binds());
+    let Some(row) = executor.fetch_optional(q).await? else {
+        return Ok(None);
+    };
+    (0..row.len())
+        .map(|i| row.try_get::<i64, usize>(i))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// The number of rows a statement affected; sqlx has no common trait for it.

@@ -8,6 +8,18 @@
 //!   position makes replays skip what is applied, which also covers tables without one.
 //! - DDL ([`Replica::run_ddl`]) runs outside apply transactions: MySQL commits implicitly around DDL.
 
+/// Evaluates `$body` with `$pool` bound to the replica's pool, whatever the engine: the body is
+/// written once and type-checked against each engine's concrete pool.
+macro_rules! on_pool {
+    ($replica:expr, $pool:ident => $body:expr) => {
+        match $replica {
+            Replica::MySql { pool: $pool, .. } => $body,
+            Replica::Sqlite($pool) => $body,
+            Replica::Postgres($pool) => $body,
+        }
+    };
+}
+
 mod bookkeeping;
 mod exec;
 
@@ -171,11 +183,7 @@ impl Replica {
         for sql in statements {
             let mut attempt = 0;
             loop {
-                let result = match self {
-                    Replica::MySql { pool, .. } => pool.execute(sql.as_str()).await.map(|_| ()),
-                    Replica::Sqlite(pool) => pool.execute(sql.as_str()).await.map(|_| ()),
-                    Replica::Postgres(pool) => pool.execute(sql.as_str()).await.map(|_| ()),
-                };
+                let result = on_pool!(self, pool => pool.execute(sql.as_str()).await.map(|_| ()));
                 let Err(error) = result else { break };
                 // Routers (and partitions) create the same tables concurrently: the loser sees the
                 // object exist (done) or a catalog conflict (try again).
@@ -257,7 +265,7 @@ impl Replica {
         position: &AppliedPosition,
         truncate_arrival: Option<(&str, Lsn)>,
     ) -> Result<Outcome, StatementFailed> {
-        let select = bookkeeping::select_position(self.dialect(), topic, partition);
+        let select = bookkeeping::select_position(self.dialect(), topic, partition, true);
         let fence = exec::Fence {
             select: &select,
             before: bookkeeping::stored(before),
@@ -270,22 +278,12 @@ impl Replica {
             position,
             truncate_arrival,
         );
-        match self {
-            Replica::MySql { pool, .. } => {
-                exec::in_transaction(pool, &fence, statements, &book).await
-            }
-            Replica::Sqlite(pool) => exec::in_transaction(pool, &fence, statements, &book).await,
-            Replica::Postgres(pool) => exec::in_transaction(pool, &fence, statements, &book).await,
-        }
+        on_pool!(self, pool => exec::in_transaction(pool, &fence, statements, &book).await)
     }
 
     /// Runs `statements` in a transaction that is always rolled back: finds which one fails.
     pub async fn dry_run(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
-        match self {
-            Replica::MySql { pool, .. } => exec::dry_run(pool, statements).await,
-            Replica::Sqlite(pool) => exec::dry_run(pool, statements).await,
-            Replica::Postgres(pool) => exec::dry_run(pool, statements).await,
-        }
+        on_pool!(self, pool => exec::dry_run(pool, statements).await)
     }
 
     /// How many partitions reached the truncate of `table` at `lsn`, and whether it is done.
