@@ -1,101 +1,10 @@
-//! The change event: Cascade's wire format on Kafka (documented in `docs/event-format.md`).
-//!
-//! Each Kafka message value is one JSON object shaped like a wal2json `format-version 2` line. Column values
-//! are kept as the raw JSON text wal2json printed ([`RawValue`]), so a numeric such as
-//! `12345678901234567890.0123456789` travels digit for digit and nothing is ever parsed through `f64`.
+//! The untyped change event: the wire object as an Option-bag. Being replaced by the typed
+//! [`crate::change::Change`] and [`crate::codec`]; kept while the router moves over.
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
+use crate::change::{parse_pg_timestamp, Action, Column, PkColumn};
 use crate::Lsn;
-
-/// Kafka header that names the version of this format; present on every message cdc publishes.
-pub const FORMAT_HEADER: &str = "cascade-format";
-/// The current version of the format, the value of [`FORMAT_HEADER`].
-pub const FORMAT_VERSION: &str = "1";
-
-/// What happened: wal2json's one-letter `action`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Action {
-    /// Begin of a source transaction (within one partition).
-    #[serde(rename = "B")]
-    Begin,
-    /// A row was inserted.
-    #[serde(rename = "I")]
-    Insert,
-    /// A row was updated.
-    #[serde(rename = "U")]
-    Update,
-    /// A row was deleted.
-    #[serde(rename = "D")]
-    Delete,
-    /// A table was truncated.
-    #[serde(rename = "T")]
-    Truncate,
-    /// Commit of a source transaction (within one partition).
-    #[serde(rename = "C")]
-    Commit,
-    /// A logical decoding message (`pg_logical_emit_message`).
-    #[serde(rename = "M")]
-    Message,
-}
-
-impl Action {
-    /// The wal2json letter.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Begin => "B",
-            Action::Insert => "I",
-            Action::Update => "U",
-            Action::Delete => "D",
-            Action::Truncate => "T",
-            Action::Commit => "C",
-            Action::Message => "M",
-        }
-    }
-
-    /// True for the actions that change rows of a table (`I`, `U`, `D`, `T`).
-    pub fn is_row_change(self) -> bool {
-        matches!(
-            self,
-            Action::Insert | Action::Update | Action::Delete | Action::Truncate
-        )
-    }
-}
-
-/// A column with its value, as in wal2json's `columns` and `identity` arrays.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Column {
-    pub name: String,
-    /// The type as PostgreSQL names it, with its modifier: `numeric(30,10)`, `character varying(20)`.
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// The type's OID in the source catalog.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub typeoid: Option<u32>,
-    /// The value exactly as wal2json printed it: a JSON number with every digit for numeric types, a
-    /// string for everything else, `true`/`false` for booleans, `null` for NULL.
-    pub value: Box<RawValue>,
-}
-
-impl PartialEq for Column {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-            && self.type_name == other.type_name
-            && self.typeoid == other.typeoid
-            && self.value.get() == other.value.get()
-    }
-}
-
-/// A primary-key column, as in wal2json's `pk` array.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PkColumn {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub type_name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub typeoid: Option<u32>,
-}
 
 /// One change event. Which fields are present depends on `action`; see `docs/event-format.md`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -136,40 +45,6 @@ pub struct ChangeEvent {
     /// `M` only: the message content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
-}
-
-/// Seconds since the Unix epoch of a PostgreSQL ISO timestamp with a numeric offset, as wal2json
-/// prints commit times (`2026-11-21 20:03:00.783386+00`; cdc pins `TimeZone=UTC`). `None` for anything
-/// else (BC dates, `infinity`). Hand-written: the two formats we read do not justify a date-time crate.
-pub fn parse_pg_timestamp(s: &str) -> Option<f64> {
-    let (date, rest) = s.split_once(' ')?;
-    let mut parts = date.splitn(3, '-');
-    let year: i64 = parts.next()?.parse().ok()?;
-    let month: i64 = parts.next()?.parse().ok()?;
-    let day: i64 = parts.next()?.parse().ok()?;
-    let sign_at = rest.rfind(['+', '-'])?;
-    let (time, offset) = rest.split_at(sign_at);
-    let mut t = time.splitn(3, ':');
-    let hour: i64 = t.next()?.parse().ok()?;
-    let minute: i64 = t.next()?.parse().ok()?;
-    let second: f64 = t.next()?.parse().ok()?;
-    let sign = if offset.starts_with('-') { -1 } else { 1 };
-    let mut o = offset[1..].splitn(3, ':');
-    let off_h: i64 = o.next()?.parse().ok()?;
-    let off_m: i64 = o.next().map_or(Some(0), |m| m.parse().ok())?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
-    // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let local = days * 86_400 + hour * 3_600 + minute * 60;
-    Some((local - sign * (off_h * 3_600 + off_m * 60)) as f64 + second)
 }
 
 impl ChangeEvent {
@@ -220,21 +95,6 @@ impl ChangeEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn commit_times_parse_to_unix_seconds() {
-        assert_eq!(parse_pg_timestamp("1970-01-01 00:00:00+00"), Some(0.0));
-        assert_eq!(
-            parse_pg_timestamp("2000-03-01 00:00:00+00"),
-            Some(951_868_800.0)
-        );
-        let t = parse_pg_timestamp("2026-11-21 20:03:00.5+00").unwrap();
-        assert_eq!(t, 1_795_291_380.5);
-        assert_eq!(parse_pg_timestamp("2026-11-21 22:03:00.5+02"), Some(t));
-        assert_eq!(parse_pg_timestamp("2026-11-21 14:33:00.5-05:30"), Some(t));
-        assert_eq!(parse_pg_timestamp("infinity"), None);
-        assert_eq!(parse_pg_timestamp("2026-13-01 00:00:00+00"), None);
-    }
 
     #[test]
     fn keeps_numeric_digits_and_round_trips() {

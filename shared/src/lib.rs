@@ -2,6 +2,8 @@
 //! telemetry setup, the HTTP health/metrics endpoint and shutdown signalling.
 
 pub mod backoff;
+pub mod change;
+pub mod codec;
 pub mod config;
 pub mod event;
 pub mod health;
@@ -12,5 +14,10 @@ pub mod shards;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use event::{Action, ChangeEvent, Column, PkColumn, FORMAT_HEADER, FORMAT_VERSION};
+pub use change::{
+    Action, Change, Column, LogicalMessage, Origin, PkColumn, RowChange, RowOp, TableName,
+    Truncate, TxnBoundary,
+};
+pub use codec::{FORMAT_HEADER, FORMAT_VERSION};
+pub use event::ChangeEvent;
 pub use lsn::Lsn;
