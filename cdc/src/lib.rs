@@ -1,16 +1,24 @@
 //! `cdc`: streams a PostgreSQL primary's logical replication (wal2json) into Kafka.
 //!
-//! Data flow: [`replication`] reads wal2json `format-version 2` messages over the streaming replication
-//! protocol, [`decode`] turns each into a [`shared::ChangeEvent`], [`route`] picks its topic, key and
-//! partition, [`publish`] hands it to Kafka, and [`progress`] decides which LSN may be confirmed back to
-//! PostgreSQL: only the end of the longest prefix of transactions that Kafka fully acknowledged.
+//! Data flow, one stage per module: [`capture`] reads the slot's wal2json stream over the streaming
+//! replication protocol and yields typed [`shared::Change`]s; [`transform`] rewrites row values before
+//! they leave the primary; [`route`] picks each change's shard, key and partition; [`frame`] wraps each
+//! partition's part of a transaction in its `B`/`C`; [`sink`] hands messages to Kafka and returns
+//! acknowledgements; [`progress`] decides which LSN may be confirmed back to PostgreSQL — only the end
+//! of the longest prefix of transactions that Kafka fully acknowledged. [`pump`] is the event loop
+//! that drives them, [`supervisor`] runs sessions and reconnects, [`app`] is the process.
 
 pub mod app;
+pub mod capture;
 pub mod config;
-pub mod decode;
 pub mod error;
+pub mod frame;
 pub mod metrics;
 pub mod progress;
-pub mod publish;
-pub mod replication;
+pub mod pump;
+pub mod replica_identity;
 pub mod route;
+pub mod sink;
+pub mod supervisor;
+pub mod trace;
+pub mod transform;

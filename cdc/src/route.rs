@@ -1,22 +1,27 @@
-//! Where each change goes: topic, Kafka key and partition. Every published event passes through
-//! [`Router::route`], the one place that knows the rules (shard routing builds on it).
+//! Where each change goes: topic, Kafka key and partition. Every published row change and truncate
+//! passes through [`Router`], the one place that knows the rules (shard routing builds on it). Pure.
 
 use serde_json::value::RawValue;
 use shared::routing::{encode_key, partition_for};
 use shared::shards::{Placement, ShardMap};
-use shared::{Action, ChangeEvent, Column, Lsn, PkColumn};
+use shared::{Action, Column, Lsn, RowChange, RowOp, TableName};
 
 use crate::error::CdcError;
 
-/// An event on its way to one partition of one shard's topic.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Routed {
-    /// Index into the shard list (the topic is `<prefix>.<shard>`).
+/// A partition of a shard's topic (the topic is `<prefix>.<shard>`; `shard` indexes the shard list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dest {
     pub shard: usize,
     pub partition: i32,
-    /// The canonical key (see [`encode_key`]); `None` for truncates, which go to every partition.
-    pub key: Option<Vec<u8>>,
-    pub event: ChangeEvent,
+}
+
+/// A row change on its way to one or more partitions (several for a broadcast table) under one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutedRow {
+    pub row: RowChange,
+    /// The canonical key (see [`encode_key`]).
+    pub key: Vec<u8>,
+    pub dests: Vec<Dest>,
 }
 
 /// Where one row goes: one shard or every shard, under one Kafka key.
@@ -53,7 +58,16 @@ impl Router {
         self.partitions.get(shard).copied().unwrap_or(1)
     }
 
-    /// Routes one row change (`I`, `U`, `D`, `T`).
+    fn placement(&self, table: &TableName, lsn: Lsn) -> Result<Placement, CdcError> {
+        self.map
+            .placement_of(&table.schema, &table.name)
+            .map_err(|e| CdcError::Routing {
+                lsn,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Routes one row change.
     ///
     /// - The shard: the one of the row's shard-key value for a sharded table, every shard for a
     ///   broadcast table, the default shard for a table not in the routing file.
@@ -64,170 +78,218 @@ impl Router {
     ///   by a `U` (an upsert) under the new key, so the order of every key's changes holds. In a table
     ///   without a primary key (keyed by the whole row, `REPLICA IDENTITY FULL`) the second half is an
     ///   `I`.
-    /// - `T` goes to every partition of every shard that can hold the table's rows.
-    pub fn route(&self, event: ChangeEvent) -> Result<Vec<Routed>, CdcError> {
-        let lsn = event.lsn.unwrap_or(Lsn::ZERO);
-        let placement = self
-            .map
-            .placement_of(
-                event.schema.as_deref().unwrap_or_default(),
-                event.table.as_deref().unwrap_or_default(),
-            )
-            .map_err(|e| CdcError::Routing {
-                lsn,
-                reason: e.to_string(),
-            })?;
-        match event.action {
-            Action::Insert => {
-                let place = self.place(&event, &placement, event.columns.as_deref(), lsn)?;
-                Ok(self.spread(place, event))
-            }
-            Action::Delete => {
-                let place = self.place(&event, &placement, event.identity.as_deref(), lsn)?;
-                Ok(self.spread(place, event))
-            }
-            Action::Update => {
-                let new = self.place(&event, &placement, event.columns.as_deref(), lsn)?;
-                let old = match event.identity.as_deref() {
-                    Some(identity) => Some(self.place(&event, &placement, Some(identity), lsn)?),
-                    None => None,
-                };
-                match old {
-                    Some(old) if old != new => {
-                        let mut delete = event.clone();
-                        delete.action = Action::Delete;
-                        delete.columns = None;
-                        let mut upsert = event;
-                        upsert.identity = None;
-                        // Without a primary key there is nothing to upsert by: the new row is an insert.
-                        if upsert.pk.as_deref().unwrap_or(&[]).is_empty() {
-                            upsert.action = Action::Insert;
-                        }
-                        let mut out = self.spread(old, delete);
-                        out.extend(self.spread(new, upsert));
-                        Ok(out)
-                    }
-                    _ => Ok(self.spread(new, event)),
+    pub fn route(&self, row: RowChange) -> Result<Vec<RoutedRow>, CdcError> {
+        let lsn = row.origin.lsn.unwrap_or(Lsn::ZERO);
+        let placement = self.placement(&row.table, lsn)?;
+        let RowChange {
+            origin,
+            table,
+            op,
+            pk,
+        } = row;
+        let at = Placing {
+            router: self,
+            table: &table,
+            pk: &pk,
+            action: match op {
+                RowOp::Insert { .. } => Action::Insert,
+                RowOp::Update { .. } => Action::Update,
+                RowOp::Delete { .. } => Action::Delete,
+            },
+            placement: &placement,
+            lsn,
+        };
+        let (place, op, moved) = match op {
+            RowOp::Update {
+                new,
+                old: Some(old),
+            } => {
+                let (new_place, old_place) = (at.place(&new)?, at.place(&old)?);
+                if new_place == old_place {
+                    let op = RowOp::Update {
+                        new,
+                        old: Some(old),
+                    };
+                    (new_place, op, None)
+                } else {
+                    // Without a primary key there is nothing to upsert by: the new row is an insert.
+                    let op = if pk.is_empty() {
+                        RowOp::Insert { new }
+                    } else {
+                        RowOp::Update { new, old: None }
+                    };
+                    (new_place, op, Some((old_place, RowOp::Delete { old })))
                 }
             }
-            Action::Truncate => {
-                let shards: Vec<usize> = match placement {
-                    Placement::Default(s) => vec![s],
-                    Placement::ShardKey(_) | Placement::Broadcast => (0..self.shards()).collect(),
-                };
-                Ok(shards
-                    .into_iter()
-                    .flat_map(|shard| {
-                        let event = event.clone();
-                        (0..self.partitions(shard)).map(move |partition| Routed {
-                            shard,
-                            partition,
-                            key: None,
-                            event: event.clone(),
-                        })
-                    })
-                    .collect())
+            RowOp::Insert { new } => (at.place(&new)?, RowOp::Insert { new }, None),
+            RowOp::Update { new, old: None } => {
+                (at.place(&new)?, RowOp::Update { new, old: None }, None)
             }
-            Action::Begin | Action::Commit | Action::Message => Err(CdcError::Decode {
-                lsn,
-                reason: format!(
-                    "{} is not a row change and cannot be routed",
-                    event.action.as_str()
-                ),
-            }),
+            RowOp::Delete { old } => (at.place(&old)?, RowOp::Delete { old }, None),
+        };
+        let mut out = Vec::with_capacity(2);
+        if let Some((old_place, delete)) = moved {
+            let delete = RowChange {
+                origin: origin.clone(),
+                table: table.clone(),
+                op: delete,
+                pk: pk.clone(),
+            };
+            out.push(self.spread(old_place, delete));
         }
+        let row = RowChange {
+            origin,
+            table,
+            op,
+            pk,
+        };
+        out.push(self.spread(place, row));
+        Ok(out)
     }
 
+    /// Where a truncate goes: every partition of every shard that can hold the table's rows.
+    pub fn route_truncate(&self, table: &TableName, lsn: Lsn) -> Result<Vec<Dest>, CdcError> {
+        let shards: Vec<usize> = match self.placement(table, lsn)? {
+            Placement::Default(s) => vec![s],
+            Placement::ShardKey(_) | Placement::Broadcast => (0..self.shards()).collect(),
+        };
+        Ok(shards
+            .into_iter()
+            .flat_map(|shard| {
+                (0..self.partitions(shard)).map(move |partition| Dest { shard, partition })
+            })
+            .collect())
+    }
+
+    fn spread(&self, (target, key): (Target, Vec<u8>), row: RowChange) -> RoutedRow {
+        let dest = |shard| Dest {
+            shard,
+            partition: partition_for(&key, self.partitions(shard)),
+        };
+        let dests = match target {
+            Target::One(s) => vec![dest(s)],
+            Target::All => (0..self.shards()).map(dest).collect(),
+        };
+        RoutedRow { row, key, dests }
+    }
+}
+
+/// What placing one row needs to know.
+struct Placing<'a> {
+    router: &'a Router,
+    table: &'a TableName,
+    pk: &'a [shared::PkColumn],
+    action: Action,
+    placement: &'a Placement,
+    lsn: Lsn,
+}
+
+impl Placing<'_> {
     /// The target and key of a row given by `cols` (new values or old identity).
-    fn place(
-        &self,
-        event: &ChangeEvent,
-        placement: &Placement,
-        cols: Option<&[Column]>,
-        lsn: Lsn,
-    ) -> Result<(Target, Vec<u8>), CdcError> {
-        match placement {
+    fn place(&self, cols: &[Column]) -> Result<(Target, Vec<u8>), CdcError> {
+        match self.placement {
             Placement::ShardKey(column) => {
-                let table = event.qualified_table().unwrap_or_default();
+                let table = self.table.to_string();
                 let value = cols
-                    .and_then(|cols| cols.iter().find(|c| &c.name == column))
+                    .iter()
+                    .find(|c| &c.name == column)
                     .ok_or_else(|| CdcError::Routing {
-                        lsn,
+                        lsn: self.lsn,
                         reason: format!(
                             "the {} on {table} does not carry its shard key {column:?}: make {column:?} part of the primary key, or run ALTER TABLE {table} REPLICA IDENTITY FULL so deletes and updates carry it",
-                            event.action.as_str()
+                            self.action.as_str()
                         ),
                     })?;
                 let shard = self
+                    .router
                     .map
                     .shard_of(&table, column, &value.value)
                     .map_err(|e| CdcError::Routing {
-                        lsn,
+                        lsn: self.lsn,
                         reason: e.to_string(),
                     })?;
                 Ok((Target::One(shard), encode_key([&*value.value])))
             }
-            Placement::Broadcast => Ok((Target::All, row_key(event, cols, lsn)?)),
-            Placement::Default(shard) => Ok((Target::One(*shard), row_key(event, cols, lsn)?)),
+            Placement::Broadcast => Ok((Target::All, self.key(cols)?)),
+            Placement::Default(shard) => Ok((Target::One(*shard), self.key(cols)?)),
         }
     }
 
-    fn spread(&self, (target, key): (Target, Vec<u8>), event: ChangeEvent) -> Vec<Routed> {
-        let shards: Vec<usize> = match target {
-            Target::One(s) => vec![s],
-            Target::All => (0..self.shards()).collect(),
-        };
-        let mut out = Vec::with_capacity(shards.len());
-        for shard in shards {
-            out.push(Routed {
-                shard,
-                partition: partition_for(&key, self.partitions(shard)),
-                key: Some(key.clone()),
-                event: event.clone(),
-            });
+    /// The key of a row from `cols`: its primary-key values, or all values without a primary key.
+    fn key(&self, cols: &[Column]) -> Result<Vec<u8>, CdcError> {
+        if self.pk.is_empty() {
+            return Ok(encode_key(cols.iter().map(|c| &*c.value)));
         }
-        out
+        let mut values: Vec<&RawValue> = Vec::with_capacity(self.pk.len());
+        for k in self.pk {
+            let col = cols
+                .iter()
+                .find(|c| c.name == k.name)
+                .ok_or_else(|| CdcError::Decode {
+                    lsn: self.lsn,
+                    reason: format!(
+                        "{} on {} lacks primary-key column {:?}",
+                        self.action.as_str(),
+                        self.table,
+                        k.name
+                    ),
+                })?;
+            values.push(&col.value);
+        }
+        Ok(encode_key(values))
     }
-}
-
-/// The key of a row from `cols` (new values or old identity).
-fn row_key(event: &ChangeEvent, cols: Option<&[Column]>, lsn: Lsn) -> Result<Vec<u8>, CdcError> {
-    let table = event.qualified_table().unwrap_or_default();
-    let cols = cols.ok_or_else(|| CdcError::Decode {
-        lsn,
-        reason: format!(
-            "{} on {table} carries no values to key it by",
-            event.action.as_str()
-        ),
-    })?;
-    let pk: &[PkColumn] = event.pk.as_deref().unwrap_or(&[]);
-    if pk.is_empty() {
-        return Ok(encode_key(cols.iter().map(|c| &*c.value)));
-    }
-    let mut values: Vec<&RawValue> = Vec::with_capacity(pk.len());
-    for k in pk {
-        let col = cols
-            .iter()
-            .find(|c| c.name == k.name)
-            .ok_or_else(|| CdcError::Decode {
-                lsn,
-                reason: format!(
-                    "{} on {table} lacks primary-key column {:?}",
-                    event.action.as_str(),
-                    k.name
-                ),
-            })?;
-        values.push(&col.value);
-    }
-    Ok(encode_key(values))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ev(json: &str) -> ChangeEvent {
-        ChangeEvent::from_json(json.as_bytes()).unwrap()
+    /// One routed message: a row change at one partition.
+    #[derive(Debug)]
+    struct Out {
+        action: Action,
+        shard: usize,
+        partition: i32,
+        key: Vec<u8>,
+        row: RowChange,
+    }
+
+    fn ev(json: &str) -> RowChange {
+        match shared::codec::decode(json.as_bytes()).unwrap() {
+            shared::Change::Row(row) => row,
+            other => panic!("not a row change: {other:?}"),
+        }
+    }
+
+    trait RouteFlat {
+        fn flat(&self, row: RowChange) -> Result<Vec<Out>, CdcError>;
+    }
+
+    impl RouteFlat for Router {
+        fn flat(&self, row: RowChange) -> Result<Vec<Out>, CdcError> {
+            Ok(self
+                .route(row)?
+                .into_iter()
+                .flat_map(|r| {
+                    r.dests
+                        .iter()
+                        .map(move |d| Out {
+                            action: r.row.action(),
+                            shard: d.shard,
+                            partition: d.partition,
+                            key: r.key.clone(),
+                            row: r.row.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect())
+        }
+    }
+
+    fn truncate(router: &Router, table: &str) -> Vec<Dest> {
+        router
+            .route_truncate(&TableName::new("s", table), Lsn(1))
+            .unwrap()
     }
 
     const PK: &str = r#""pk":[{"name":"a","type":"integer"},{"name":"b","type":"text"}]"#;
@@ -237,9 +299,9 @@ mod tests {
         let e = ev(&format!(
             r#"{{"action":"I","schema":"s","table":"t","columns":[{{"name":"b","type":"text","value":"x"}},{{"name":"a","type":"integer","value":7}},{{"name":"c","type":"text","value":"y"}}],{PK}}}"#
         ));
-        let r = Router::single(8).route(e).unwrap();
+        let r = Router::single(8).flat(e).unwrap();
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].key.as_deref(), Some(&br#"[7,"x"]"#[..]));
+        assert_eq!(Some(r[0].key.as_slice()), Some(&br#"[7,"x"]"#[..]));
         assert_eq!(r[0].partition, partition_for(br#"[7,"x"]"#, 8));
     }
 
@@ -248,14 +310,14 @@ mod tests {
         let e = ev(
             r#"{"action":"U","schema":"s","table":"t","columns":[{"name":"id","type":"integer","value":3},{"name":"v","type":"text","value":"a"}],"identity":[{"name":"id","type":"integer","value":1}],"pk":[{"name":"id","type":"integer"}]}"#,
         );
-        let r = Router::single(8).route(e).unwrap();
+        let r = Router::single(8).flat(e).unwrap();
         assert_eq!(r.len(), 2);
-        assert_eq!(r[0].event.action, Action::Delete);
-        assert_eq!(r[0].key.as_deref(), Some(&b"[1]"[..]));
-        assert!(r[0].event.columns.is_none());
-        assert_eq!(r[1].event.action, Action::Update);
-        assert_eq!(r[1].key.as_deref(), Some(&b"[3]"[..]));
-        assert!(r[1].event.identity.is_none());
+        assert_eq!(r[0].action, Action::Delete);
+        assert_eq!(Some(r[0].key.as_slice()), Some(&b"[1]"[..]));
+        assert!(r[0].row.new_values().is_none());
+        assert_eq!(r[1].action, Action::Update);
+        assert_eq!(Some(r[1].key.as_slice()), Some(&b"[3]"[..]));
+        assert!(r[1].row.old_values().is_none());
     }
 
     #[test]
@@ -264,9 +326,9 @@ mod tests {
         let e = ev(
             r#"{"action":"U","schema":"s","table":"t","columns":[{"name":"id","type":"integer","value":1},{"name":"v","type":"text","value":"b"}],"identity":[{"name":"id","type":"integer","value":1},{"name":"v","type":"text","value":"a"}],"pk":[{"name":"id","type":"integer"}]}"#,
         );
-        let r = Router::single(8).route(e).unwrap();
+        let r = Router::single(8).flat(e).unwrap();
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].event.action, Action::Update);
+        assert_eq!(r[0].action, Action::Update);
     }
 
     #[test]
@@ -274,16 +336,10 @@ mod tests {
         let d = ev(
             r#"{"action":"D","schema":"s","table":"t","identity":[{"name":"id","type":"integer","value":5}],"pk":[{"name":"id","type":"integer"}]}"#,
         );
-        assert_eq!(
-            Router::single(4).route(d).unwrap()[0].key.as_deref(),
-            Some(&b"[5]"[..])
-        );
-        let t = ev(r#"{"action":"T","schema":"s","table":"t"}"#);
-        let parts: Vec<i32> = Router::single(4)
-            .route(t)
-            .unwrap()
+        assert_eq!(Router::single(4).flat(d).unwrap()[0].key, b"[5]");
+        let parts: Vec<i32> = truncate(&Router::single(4), "t")
             .iter()
-            .map(|r| r.partition)
+            .map(|d| d.partition)
             .collect();
         assert_eq!(parts, vec![0, 1, 2, 3]);
     }
@@ -293,10 +349,7 @@ mod tests {
         let e = ev(
             r#"{"action":"I","schema":"s","table":"t","columns":[{"name":"a","type":"integer","value":1},{"name":"b","type":"text","value":null}]}"#,
         );
-        assert_eq!(
-            Router::single(8).route(e).unwrap()[0].key.as_deref(),
-            Some(&b"[1,null]"[..])
-        );
+        assert_eq!(Router::single(8).flat(e).unwrap()[0].key, b"[1,null]");
     }
 
     #[test]
@@ -304,11 +357,11 @@ mod tests {
         let e = ev(
             r#"{"action":"U","schema":"s","table":"t","columns":[{"name":"a","type":"integer","value":2}],"identity":[{"name":"a","type":"integer","value":1}]}"#,
         );
-        let r = Router::single(8).route(e).unwrap();
-        let actions: Vec<Action> = r.iter().map(|r| r.event.action).collect();
+        let r = Router::single(8).flat(e).unwrap();
+        let actions: Vec<Action> = r.iter().map(|r| r.action).collect();
         assert_eq!(actions, vec![Action::Delete, Action::Insert]);
-        assert_eq!(r[0].key.as_deref(), Some(&b"[1]"[..]));
-        assert!(r[1].event.identity.is_none());
+        assert_eq!(Some(r[0].key.as_slice()), Some(&b"[1]"[..]));
+        assert!(r[1].row.old_values().is_none());
     }
 
     fn two_shards() -> Router {
@@ -337,11 +390,11 @@ default = "a"
     #[test]
     fn sharded_rows_go_to_their_tenants_shard_keyed_by_the_shard_key() {
         let r = two_shards()
-            .route(ev(r#"{"action":"I","schema":"s","table":"users","columns":[{"name":"id","type":"integer","value":7},{"name":"org_id","type":"integer","value":2}],"pk":[{"name":"id","type":"integer"}]}"#))
+            .flat(ev(r#"{"action":"I","schema":"s","table":"users","columns":[{"name":"id","type":"integer","value":7},{"name":"org_id","type":"integer","value":2}],"pk":[{"name":"id","type":"integer"}]}"#))
             .unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].shard, 1);
-        assert_eq!(r[0].key.as_deref(), Some(&b"[2]"[..]));
+        assert_eq!(Some(r[0].key.as_slice()), Some(&b"[2]"[..]));
         assert_eq!(r[0].partition, partition_for(b"[2]", 4));
     }
 
@@ -349,33 +402,28 @@ default = "a"
     fn broadcast_rows_and_truncates_reach_every_shard() {
         let router = two_shards();
         let r = router
-            .route(ev(r#"{"action":"I","schema":"s","table":"plans","columns":[{"name":"id","type":"integer","value":1}],"pk":[{"name":"id","type":"integer"}]}"#))
+            .flat(ev(r#"{"action":"I","schema":"s","table":"plans","columns":[{"name":"id","type":"integer","value":1}],"pk":[{"name":"id","type":"integer"}]}"#))
             .unwrap();
         assert_eq!(r.iter().map(|r| r.shard).collect::<Vec<_>>(), vec![0, 1]);
-        let t = router
-            .route(ev(r#"{"action":"T","schema":"s","table":"users"}"#))
-            .unwrap();
-        assert_eq!(t.len(), 8);
+        assert_eq!(truncate(&router, "users").len(), 8);
         // A table not in the file goes to the default shard only.
-        let t = router
-            .route(ev(r#"{"action":"T","schema":"s","table":"other"}"#))
-            .unwrap();
-        assert!(t.iter().all(|r| r.shard == 0) && t.len() == 4);
+        let t = truncate(&router, "other");
+        assert!(t.iter().all(|d| d.shard == 0) && t.len() == 4);
     }
 
     #[test]
     fn a_tenant_moving_shards_is_deleted_on_the_old_and_upserted_on_the_new() {
         let r = two_shards()
-            .route(ev(r#"{"action":"U","schema":"s","table":"users","columns":[{"name":"id","type":"integer","value":7},{"name":"org_id","type":"integer","value":2}],"identity":[{"name":"id","type":"integer","value":7},{"name":"org_id","type":"integer","value":1}],"pk":[{"name":"id","type":"integer"}]}"#))
+            .flat(ev(r#"{"action":"U","schema":"s","table":"users","columns":[{"name":"id","type":"integer","value":7},{"name":"org_id","type":"integer","value":2}],"identity":[{"name":"id","type":"integer","value":7},{"name":"org_id","type":"integer","value":1}],"pk":[{"name":"id","type":"integer"}]}"#))
             .unwrap();
-        let got: Vec<(Action, usize)> = r.iter().map(|r| (r.event.action, r.shard)).collect();
+        let got: Vec<(Action, usize)> = r.iter().map(|r| (r.action, r.shard)).collect();
         assert_eq!(got, vec![(Action::Delete, 0), (Action::Update, 1)]);
     }
 
     #[test]
     fn a_delete_without_its_shard_key_names_the_fix() {
         let e = two_shards()
-            .route(ev(r#"{"action":"D","schema":"s","table":"users","identity":[{"name":"id","type":"integer","value":7}],"pk":[{"name":"id","type":"integer"}]}"#))
+            .flat(ev(r#"{"action":"D","schema":"s","table":"users","identity":[{"name":"id","type":"integer","value":7}],"pk":[{"name":"id","type":"integer"}]}"#))
             .unwrap_err()
             .to_string();
         assert!(
@@ -390,7 +438,7 @@ default = "a"
             r#"{"action":"I","schema":"s","table":"t","columns":[{"name":"v","type":"text","value":"x"}],"pk":[{"name":"id","type":"integer"}]}"#,
         );
         assert!(Router::single(8)
-            .route(e)
+            .flat(e)
             .unwrap_err()
             .to_string()
             .contains("lacks primary-key column"));

@@ -13,7 +13,7 @@ use shared::Lsn;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_postgres::config::{Host, SslMode};
 
-use super::{ReplicationMessage, ReplicationStream, StandbyStatus, PINNED_SETTINGS};
+use super::stream::{ReplicationMessage, ReplicationStream, StandbyStatus, PINNED_SETTINGS};
 use crate::error::CdcError;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}

@@ -1,14 +1,11 @@
 //! Reading the source's logical replication stream.
 //!
 //! The seam is [`ReplicationStream`]: anything that yields wal2json payloads with their WAL positions and
-//! takes standby status updates. The one implementation, [`client::PgReplicationClient`], is a small client
+//! takes standby status updates. The one implementation, [`super::client::PgReplicationClient`], is a small client
 //! of PostgreSQL's streaming replication protocol written on `postgres-protocol` (the message codec
 //! tokio-postgres itself uses). Why not `pg_walstream`: its pure-Rust connection works (0.9.0), but it
 //! compiles aws-lc (a C/assembly build of minutes on two cores) for TLS and carries ~38k lines aimed at
 //! pgoutput, while wal2json needs only the framing below. See ARCHITECTURE.md.
-
-pub mod client;
-pub mod slot;
 
 use std::future::Future;
 

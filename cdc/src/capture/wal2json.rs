@@ -1,55 +1,68 @@
-//! wal2json `format-version 2` payloads → [`ChangeEvent`]s. Pure.
+//! wal2json `format-version 2` payloads → typed [`Change`]s, and the [`ChangeSource`] that decodes a
+//! replication stream. wal2json's lines are Cascade's wire format (docs/event-format.md), so decoding is
+//! the shared codec's; this module adds the position to its errors.
 
-use shared::{Action, ChangeEvent, Lsn};
+use shared::{codec, Change, Lsn};
 
+use super::stream::{ReplicationMessage, ReplicationStream, StandbyStatus};
+use super::{Captured, ChangeSource};
 use crate::error::CdcError;
 
 /// Decodes one wal2json message and checks that it carries what its action needs.
 ///
 /// Errors never quote the payload (it holds row values); they name the position and what is wrong.
-pub fn decode(data: &[u8], wal_start: Lsn) -> Result<ChangeEvent, CdcError> {
-    let event: ChangeEvent = serde_json::from_slice(data).map_err(|e| CdcError::Decode {
+pub fn decode(data: &[u8], wal_start: Lsn) -> Result<Change, CdcError> {
+    codec::decode(data).map_err(|e| CdcError::Decode {
         lsn: wal_start,
-        reason: format!(
-            "not a wal2json v2 object ({:?} error at line {} column {})",
-            e.classify(),
-            e.line(),
-            e.column()
-        ),
-    })?;
-    let missing = |what: &str| CdcError::Decode {
-        lsn: wal_start,
-        reason: format!("{} message without {what}", event.action.as_str()),
-    };
-    match event.action {
-        Action::Begin | Action::Commit => {
-            if event.xid.is_none() {
-                return Err(missing("xid (is include-xids on?)"));
-            }
-            if event.nextlsn.is_none() && event.lsn.is_none() {
-                return Err(missing("lsn (is include-lsn on?)"));
-            }
-        }
-        Action::Insert | Action::Update | Action::Delete | Action::Truncate => {
-            if event.schema.is_none() || event.table.is_none() {
-                return Err(missing("schema and table"));
-            }
-            match event.action {
-                Action::Insert | Action::Update if event.columns.is_none() => {
-                    return Err(missing("columns"))
-                }
-                Action::Delete if event.identity.is_none() => return Err(missing("identity")),
-                _ => {}
-            }
-        }
-        Action::Message => {}
+        reason: e.to_string(),
+    })
+}
+
+/// The changes of a wal2json replication stream.
+pub struct Wal2JsonSource<S> {
+    stream: S,
+}
+
+impl<S: ReplicationStream> Wal2JsonSource<S> {
+    pub fn new(stream: S) -> Self {
+        Wal2JsonSource { stream }
     }
-    Ok(event)
+
+    /// Ends the stream politely.
+    pub async fn close(self) {
+        self.stream.close().await
+    }
+}
+
+impl<S: ReplicationStream + Send> ChangeSource for Wal2JsonSource<S> {
+    async fn next(&mut self) -> Result<Option<Captured>, CdcError> {
+        Ok(match self.stream.recv().await? {
+            None => None,
+            Some(ReplicationMessage::Keepalive {
+                wal_end,
+                reply_requested,
+            }) => Some(Captured::Keepalive {
+                wal_end,
+                reply_requested,
+            }),
+            Some(ReplicationMessage::XLogData {
+                wal_start, data, ..
+            }) => Some(Captured::Change {
+                change: decode(&data, wal_start)?,
+                at: wal_start,
+            }),
+        })
+    }
+
+    async fn confirm(&mut self, status: StandbyStatus) -> Result<(), CdcError> {
+        self.stream.send_status(status).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::Action;
 
     const INSERT: &str = r#"{"action":"I","xid":727,"timestamp":"2026-11-21 20:03:00.783386+00","lsn":"0/1948458","schema":"public","table":"t","columns":[{"name":"id","type":"integer","typeoid":23,"value":1},{"name":"n","type":"numeric(30,10)","typeoid":1700,"value":12345678901234567890.0123456789},{"name":"f","type":"double precision","typeoid":701,"value":null}],"pk":[{"name":"id","type":"integer","typeoid":23}]}"#;
 
@@ -66,7 +79,7 @@ mod tests {
         ];
         let actions: Vec<Action> = lines
             .iter()
-            .map(|l| decode(l.as_bytes(), Lsn(1)).unwrap().action)
+            .map(|l| decode(l.as_bytes(), Lsn(1)).unwrap().action())
             .collect();
         use Action::*;
         assert_eq!(
@@ -77,9 +90,11 @@ mod tests {
 
     #[test]
     fn numeric_text_is_kept_exactly() {
-        let ev = decode(INSERT.as_bytes(), Lsn(1)).unwrap();
+        let Change::Row(row) = decode(INSERT.as_bytes(), Lsn(1)).unwrap() else {
+            panic!("not a row change")
+        };
         assert_eq!(
-            ev.columns.unwrap()[1].value.get(),
+            row.new_values().unwrap()[1].value.get(),
             "12345678901234567890.0123456789"
         );
     }

@@ -1,23 +1,32 @@
-//! Handing events to Kafka: an idempotent producer with `acks=all`, and the topic it writes.
+//! Handing messages to Kafka: an idempotent producer with `acks=all`, the topics it writes, and the
+//! delivery reports that become [`Ack`]s.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use shared::{FORMAT_HEADER, FORMAT_VERSION};
 
+use super::{Ack, SendError, Sink, Ticket};
 use crate::config::Config;
 use crate::error::CdcError;
+use crate::frame::Outgoing;
 
-/// A producer bound to the shards' topics (one per shard, in shard order).
-pub struct Publisher {
+/// A producer bound to the shards' topics (one per shard, in shard order), with the delivery reports
+/// of the messages in flight.
+pub struct KafkaSink {
     producer: FutureProducer,
     topics: Vec<String>,
     partitions: Vec<i32>,
+    acks: FuturesUnordered<BoxFuture<'static, Ack>>,
 }
 
 fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> CdcError {
@@ -37,7 +46,7 @@ fn client_config(config: &Config) -> ClientConfig {
     c
 }
 
-impl Publisher {
+impl KafkaSink {
     /// Creates the producer and makes sure the topics exist, waiting for Kafka up to `timeout`.
     pub async fn connect(
         config: &Config,
@@ -68,50 +77,17 @@ impl Publisher {
         for topic in &topics {
             partitions.push(ensure_topic(config, &producer, topic, timeout).await?);
         }
-        Ok(Publisher {
+        Ok(KafkaSink {
             producer,
             topics,
             partitions,
+            acks: FuturesUnordered::new(),
         })
     }
 
     /// The topics, in shard order.
     pub fn topics(&self) -> &[String] {
         &self.topics
-    }
-
-    /// The partition count of each topic, in shard order.
-    pub fn partitions(&self) -> &[i32] {
-        &self.partitions
-    }
-
-    /// Hands one message to the producer. `Err(QueueFull)` means: wait for acknowledgements, then retry.
-    pub fn send(
-        &self,
-        (shard, partition): (usize, i32),
-        key: Option<&[u8]>,
-        payload: &[u8],
-        traceparent: Option<&str>,
-    ) -> Result<DeliveryFuture, KafkaError> {
-        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
-            key: FORMAT_HEADER,
-            value: Some(FORMAT_VERSION),
-        });
-        if let Some(tp) = traceparent {
-            headers = headers.insert(Header {
-                key: shared::propagation::TRACEPARENT,
-                value: Some(tp),
-            });
-        }
-        let topic = self.topics.get(shard).map_or("", String::as_str);
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
-            .partition(partition)
-            .payload(payload)
-            .headers(headers);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        self.producer.send_result(record).map_err(|(e, _)| e)
     }
 
     /// Waits until everything handed over is acknowledged (or `timeout`).
@@ -124,20 +100,99 @@ impl Publisher {
     }
 }
 
-/// True when the producer's queue is full and the caller should wait for acknowledgements.
-pub fn is_queue_full(e: &KafkaError) -> bool {
-    matches!(
-        e,
-        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
-    )
-}
+impl Sink for KafkaSink {
+    fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
 
-/// True when a message exceeds the producer's `message.max.bytes`.
-pub fn is_too_large(e: &KafkaError) -> bool {
-    matches!(
-        e,
-        KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)
-    )
+    fn topic(&self, shard: usize) -> &str {
+        self.topics.get(shard).map_or("", String::as_str)
+    }
+
+    fn send(
+        &mut self,
+        message: &Outgoing,
+        ticket: Ticket,
+        traceparent: Option<&str>,
+    ) -> Result<(), SendError> {
+        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
+            key: FORMAT_HEADER,
+            value: Some(FORMAT_VERSION),
+        });
+        if let Some(tp) = traceparent {
+            headers = headers.insert(Header {
+                key: shared::propagation::TRACEPARENT,
+                value: Some(tp),
+            });
+        }
+        let topic = self
+            .topics
+            .get(message.dest.shard)
+            .map_or("", String::as_str);
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+            .partition(message.dest.partition)
+            .payload(&message.payload[..])
+            .headers(headers);
+        if let Some(key) = &message.key {
+            record = record.key(&key[..]);
+        }
+        match self.producer.send_result(record) {
+            Ok(delivery) => {
+                let sent_at = Instant::now();
+                let (action, table, bytes) =
+                    (message.action, message.table.clone(), message.payload.len());
+                self.acks.push(
+                    async move {
+                        let result = match delivery.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((source, _))) => Err(CdcError::Delivery {
+                                xid: Some(ticket.xid),
+                                source,
+                            }),
+                            // The producer dropped the report: it was shut down.
+                            Err(_) => Err(CdcError::Delivery {
+                                xid: Some(ticket.xid),
+                                source: KafkaError::Canceled,
+                            }),
+                        };
+                        Ack {
+                            ticket,
+                            action,
+                            table,
+                            bytes,
+                            latency: sent_at.elapsed(),
+                            result,
+                        }
+                    }
+                    .boxed(),
+                );
+                Ok(())
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err(SendError::Full)
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                Err(SendError::Failed(CdcError::MessageTooLarge {
+                    action: message.action.as_str(),
+                    table: message.table.as_deref().unwrap_or_default().to_owned(),
+                    lsn: message.lsn,
+                    bytes: message.payload.len(),
+                }))
+            }
+            Err((source, _)) => Err(SendError::Failed(CdcError::Kafka {
+                context: format!("producing to {topic}"),
+                source,
+            })),
+        }
+    }
+
+    async fn next_ack(&mut self) -> Option<Ack> {
+        self.acks.next().await
+    }
+
+    fn in_flight(&self) -> usize {
+        self.acks.len()
+    }
 }
 
 /// Creates `topic` if missing and returns its partition count.

@@ -1,0 +1,293 @@
+//! The pump: moves changes from a [`ChangeSource`] through transform, route and frame into a [`Sink`],
+//! and acknowledgements into [`Progress`], which says what may be confirmed back to the source.
+//!
+//! One event loop, biased in this order: shutdown, then acknowledgements (they free capacity and move
+//! the confirmed position), then the status timer, then new input — read only while fewer than
+//! `max_in_flight` messages await acknowledgement. That is the backpressure: when Kafka is slow, cdc
+//! stops reading and PostgreSQL buffers in its WAL, not in cdc's memory.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::{Change, Lsn};
+use tokio_util::sync::CancellationToken;
+
+use crate::capture::{Captured, ChangeSource, StandbyStatus};
+use crate::error::CdcError;
+use crate::frame::{Framer, Outgoing};
+use crate::metrics as m;
+use crate::progress::{Progress, TxnId};
+use crate::route::Router;
+use crate::sink::{Ack, SendError, Sink, Ticket};
+use crate::trace::TxnTrace;
+use crate::transform::Transforms;
+
+/// How the pump paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct PumpSettings {
+    /// Messages awaiting acknowledgement before the pump stops reading the source.
+    pub max_in_flight: usize,
+    /// How often the confirmed position is reported to the source.
+    pub status_interval: Duration,
+}
+
+/// The transaction being read from the source.
+struct OpenTxn {
+    id: TxnId,
+    xid: u64,
+    trace: TxnTrace,
+}
+
+/// Moves one session's changes from a source into a sink.
+pub struct Pump<'a, K> {
+    settings: PumpSettings,
+    sink: &'a mut K,
+    transforms: &'a Transforms,
+    router: Router,
+    framer: Framer,
+    progress: Progress,
+    open: Option<OpenTxn>,
+    /// Messages of the current change, reused.
+    out: Vec<Outgoing>,
+    received: Lsn,
+    reported: Lsn,
+    /// The confirmed position, shared with the lag poller.
+    confirmed: Arc<AtomicU64>,
+    /// Committed transactions not yet confirmed: their end LSN and commit time (Unix seconds).
+    commit_times: VecDeque<(Lsn, f64)>,
+}
+
+impl<'a, K: Sink> Pump<'a, K> {
+    /// A pump resuming at `start`, the source's confirmed position.
+    pub fn new(
+        settings: PumpSettings,
+        router: Router,
+        transforms: &'a Transforms,
+        sink: &'a mut K,
+        start: Lsn,
+        confirmed: Arc<AtomicU64>,
+    ) -> Self {
+        let framer = Framer::new(sink.partitions().to_vec());
+        Pump {
+            settings,
+            sink,
+            transforms,
+            router,
+            framer,
+            progress: Progress::new(start),
+            open: None,
+            out: Vec::new(),
+            received: start,
+            reported: Lsn::ZERO,
+            confirmed,
+            commit_times: VecDeque::new(),
+        }
+    }
+
+    /// The position confirmed safe so far.
+    pub fn safe(&self) -> Lsn {
+        self.progress.safe()
+    }
+
+    /// The event loop, until shutdown (`Ok`) or an error.
+    pub async fn run<S: ChangeSource>(
+        &mut self,
+        source: &mut S,
+        shutdown: &CancellationToken,
+    ) -> Result<(), CdcError> {
+        let mut status_tick = tokio::time::interval(self.settings.status_interval);
+        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let in_flight = self.sink.in_flight();
+            let can_read = in_flight < self.settings.max_in_flight;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                Some(ack) = self.sink.next_ack(), if in_flight > 0 => self.on_ack(ack)?,
+                _ = status_tick.tick() => self.report(source, false).await?,
+                item = source.next(), if can_read => match item? {
+                    None => return Err(CdcError::StreamEnded),
+                    Some(Captured::Keepalive { wal_end, reply_requested }) => {
+                        if self.open.is_none() {
+                            self.progress.server_position(wal_end);
+                        }
+                        if reply_requested {
+                            self.report(source, false).await?;
+                        }
+                    }
+                    Some(Captured::Change { change, at }) => {
+                        self.received = self.received.max(at);
+                        self.on_change(change, at).await?;
+                    }
+                },
+            }
+            metrics::gauge!(m::IN_FLIGHT).set(self.sink.in_flight() as f64);
+        }
+    }
+
+    /// After shutdown: wait (bounded) for outstanding acknowledgements and confirm what is safe.
+    pub async fn drain<S: ChangeSource>(
+        &mut self,
+        source: &mut S,
+        timeout: Duration,
+    ) -> Result<(), CdcError> {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let waiting = self.sink.in_flight();
+        while self.sink.in_flight() > 0 {
+            tokio::select! {
+                _ = &mut deadline => {
+                    tracing::warn!(unacknowledged = self.sink.in_flight(), "shutdown deadline reached; unacknowledged messages will be re-sent after restart");
+                    break;
+                }
+                Some(ack) = self.sink.next_ack() => {
+                    if let Err(error) = self.on_ack(ack) {
+                        tracing::warn!(error = %crate::app::error_chain(&error), "delivery failed during shutdown; it will be re-sent after restart");
+                        break;
+                    }
+                }
+            }
+        }
+        self.report(source, false).await?;
+        tracing::info!(confirmed = %self.progress.safe(), drained = waiting, "stopped streaming; confirmed position reported");
+        Ok(())
+    }
+
+    async fn report<S: ChangeSource>(
+        &mut self,
+        source: &mut S,
+        reply_requested: bool,
+    ) -> Result<(), CdcError> {
+        let flushed = self.progress.safe();
+        let mut newest = None;
+        while let Some(&(end, t)) = self.commit_times.front() {
+            if end > flushed {
+                break;
+            }
+            newest = Some(t);
+            self.commit_times.pop_front();
+        }
+        if let Some(t) = newest {
+            metrics::gauge!(m::REPLICATION_LAG_SECONDS).set((unix_now() - t).max(0.0));
+        }
+        source
+            .confirm(StandbyStatus {
+                written: self.received.max(flushed),
+                flushed,
+                applied: flushed,
+                reply_requested,
+            })
+            .await?;
+        if flushed != self.reported {
+            tracing::debug!(confirmed = %flushed, "confirmed position");
+            self.reported = flushed;
+            self.confirmed.store(flushed.0, Ordering::Relaxed);
+            metrics::gauge!(m::CONFIRMED_LSN).set(flushed.0 as f64);
+        }
+        Ok(())
+    }
+
+    fn on_ack(&mut self, ack: Ack) -> Result<(), CdcError> {
+        ack.result?;
+        self.progress.acked(ack.ticket.txn);
+        metrics::histogram!(m::PRODUCE_LATENCY).record(ack.latency.as_secs_f64());
+        if let Some(table) = ack.table {
+            metrics::counter!(m::EVENTS_PUBLISHED, "op" => ack.action.as_str(), "table" => table.to_string())
+                .increment(1);
+        }
+        metrics::counter!(m::PUBLISHED_BYTES).increment(ack.bytes as u64);
+        Ok(())
+    }
+
+    async fn on_change(&mut self, change: Change, at: Lsn) -> Result<(), CdcError> {
+        match change {
+            Change::Begin(txn) => {
+                let trace = TxnTrace::begin(&txn, self.router.shards());
+                let xid = txn.xid;
+                self.framer.begin(txn, at)?;
+                self.open = Some(OpenTxn {
+                    id: self.progress.begin(),
+                    xid,
+                    trace,
+                });
+            }
+            Change::Row(row) => {
+                let row = self.transforms.apply(row);
+                for routed in self.router.route(row)? {
+                    self.framer.row(routed, at, &mut self.out)?;
+                }
+                self.flush_out().await?;
+            }
+            Change::Truncate(truncate) => {
+                let dests = self.router.route_truncate(&truncate.table, at)?;
+                self.framer.truncate(truncate, &dests, at, &mut self.out)?;
+                self.flush_out().await?;
+            }
+            Change::Commit(txn) => {
+                let end = txn.nextlsn;
+                let commit_time = txn.commit_time_unix();
+                self.framer.commit(txn, at, &mut self.out)?;
+                self.flush_out().await?;
+                if let Some(open) = self.open.take() {
+                    self.progress.commit(open.id, end);
+                }
+                if let Some(t) = commit_time {
+                    self.commit_times.push_back((end, t));
+                }
+                metrics::counter!(m::TRANSACTIONS).increment(1);
+            }
+            Change::Message(_) => {
+                tracing::debug!(lsn = %at, "ignoring a logical decoding message (not a row change)");
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the framed messages to the sink, waiting for acknowledgements while its queue is full.
+    async fn flush_out(&mut self) -> Result<(), CdcError> {
+        let Some(open) = self.open.as_mut() else {
+            self.out.clear();
+            return Ok(());
+        };
+        let ticket = Ticket {
+            txn: open.id,
+            xid: open.xid,
+        };
+        let mut i = 0;
+        while i < self.out.len() {
+            let message = &self.out[i];
+            let shard = message.dest.shard;
+            let trace = match self.open.as_mut() {
+                Some(open) if open.trace.is_active() => {
+                    open.trace.traceparent(shard, self.sink.topic(shard))
+                }
+                _ => None,
+            };
+            match self.sink.send(message, ticket, trace) {
+                Ok(()) => {
+                    self.progress.sent(ticket.txn);
+                    i += 1;
+                }
+                Err(SendError::Full) => match self.sink.next_ack().await {
+                    Some(ack) => self.on_ack(ack)?,
+                    None => tokio::time::sleep(Duration::from_millis(10)).await,
+                },
+                Err(SendError::Failed(error)) => {
+                    self.out.clear();
+                    return Err(error);
+                }
+            }
+        }
+        self.out.clear();
+        Ok(())
+    }
+}
+
+/// Now, in seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,253 @@
+//! Supervision: one streaming session at a time — check the slot, connect the sink, start the
+//! replication stream, run the [`Pump`] — and reconnection with backoff when a session fails on
+//! something transient.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shared::backoff::Backoff;
+use shared::health::Readiness;
+use shared::shards::ShardMap;
+use shared::Lsn;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::error_chain;
+use crate::capture::client::{PgReplicationClient, ServerErrorOr};
+use crate::capture::slot;
+use crate::capture::stream::wal2json_options;
+use crate::capture::stream::ReplicationStream;
+use crate::capture::wal2json::Wal2JsonSource;
+use crate::config::Config;
+use crate::error::CdcError;
+use crate::metrics as m;
+use crate::pump::{Pump, PumpSettings};
+use crate::route::Router;
+use crate::sink::kafka::KafkaSink;
+use crate::sink::Sink;
+use crate::transform::Transforms;
+
+/// How long one connection attempt (PostgreSQL or Kafka) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the lag gauges are refreshed from the source.
+const LAG_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What the supervisor learned from the plugin across sessions.
+#[derive(Debug, Default)]
+struct PluginCaps {
+    /// `Some(false)` once the server's wal2json rejected `numeric-data-types-as-string`.
+    numeric_as_string: Option<bool>,
+}
+
+pub async fn supervise(
+    config: &Config,
+    shards: &ShardMap,
+    shutdown: &CancellationToken,
+    ready: &Readiness,
+) -> Result<(), CdcError> {
+    let mut backoff = Backoff::new(Duration::from_millis(250), config.max_backoff);
+    let mut failing_since: Option<Instant> = None;
+    let mut caps = PluginCaps::default();
+    loop {
+        let mut streamed = false;
+        let outcome = session(config, shards, shutdown, ready, &mut caps, &mut streamed).await;
+        ready.set(false);
+        metrics::gauge!(m::STREAMING).set(0.0);
+        let error = match outcome {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        metrics::counter!(m::ERRORS, "kind" => error.kind()).increment(1);
+        if !error.is_retryable() {
+            return Err(error);
+        }
+        if streamed {
+            failing_since = None;
+            backoff.reset();
+        }
+        let since = *failing_since.get_or_insert_with(Instant::now);
+        if !config.retry_budget.is_zero() && since.elapsed() >= config.retry_budget {
+            return Err(CdcError::GaveUp {
+                waited: since.elapsed(),
+                last: Box::new(error),
+            });
+        }
+        let delay = backoff.next_delay();
+        tracing::warn!(
+            error = %error_chain(&error),
+            retry_in = ?delay,
+            "{}; retrying",
+            waiting_for(&error, config)
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+fn waiting_for(error: &CdcError, config: &Config) -> String {
+    match error {
+        CdcError::Kafka { .. } | CdcError::Delivery { .. } => {
+            format!("waiting for Kafka at {}", config.kafka_brokers)
+        }
+        CdcError::SlotBusy { slot, pid } => {
+            format!("waiting for replication slot {slot:?} held by pid {pid}")
+        }
+        _ => format!("waiting for PostgreSQL at {}", config.source_url),
+    }
+}
+
+async fn session(
+    config: &Config,
+    shards: &ShardMap,
+    shutdown: &CancellationToken,
+    ready: &Readiness,
+    caps: &mut PluginCaps,
+    streamed: &mut bool,
+) -> Result<(), CdcError> {
+    let target = config.source_url.target();
+    let pg = config.source_url.pg_config();
+    let sql = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = slot::connect_sql(pg, &target, CONNECT_TIMEOUT) => r?,
+    };
+    let state = slot::prepare(&sql, &config.slot).await?;
+    crate::replica_identity::check_shard_keys(&sql, shards).await;
+    let topics: Vec<String> = shards.shards().iter().map(|s| config.topic(s)).collect();
+    let mut sink = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = KafkaSink::connect(config, topics, CONNECT_TIMEOUT) => r?,
+    };
+    let stream = start_stream(config, &target, &sql, caps).await?;
+    let mut source = Wal2JsonSource::new(stream);
+    let start = state.confirmed_flush.unwrap_or(Lsn::ZERO);
+    tracing::info!(
+        slot = %config.slot,
+        resume_from = %start,
+        created = state.created,
+        server_version = %state.server_version,
+        topics = ?sink.topics(),
+        partitions = ?sink.partitions(),
+        numeric_as_string = caps.numeric_as_string.unwrap_or(false),
+        "streaming"
+    );
+    *streamed = true;
+    ready.set(true);
+    metrics::gauge!(m::STREAMING).set(1.0);
+
+    let confirmed = Arc::new(AtomicU64::new(start.0));
+    let lag_stop = CancellationToken::new();
+    tokio::spawn(poll_lag(
+        sql,
+        config.slot.clone(),
+        confirmed.clone(),
+        lag_stop.clone(),
+    ));
+
+    let settings = PumpSettings {
+        max_in_flight: config.max_in_flight,
+        status_interval: config.status_interval,
+    };
+    let router = Router::new(shards.clone(), sink.partitions().to_vec());
+    let transforms = Transforms::none();
+    let mut pump = Pump::new(settings, router, &transforms, &mut sink, start, confirmed);
+    let result = pump.run(&mut source, shutdown).await;
+    lag_stop.cancel();
+    let result = match result {
+        Ok(()) => pump.drain(&mut source, config.shutdown_timeout).await,
+        Err(e) => Err(e),
+    };
+    source.close().await;
+    result
+}
+
+/// Connects for replication and starts streaming, learning whether wal2json takes
+/// `numeric-data-types-as-string`.
+async fn start_stream(
+    config: &Config,
+    target: &str,
+    sql: &tokio_postgres::Client,
+    caps: &mut PluginCaps,
+) -> Result<PgReplicationClient, CdcError> {
+    loop {
+        let mut client =
+            PgReplicationClient::connect(config.source_url.pg_config(), target, CONNECT_TIMEOUT)
+                .await?;
+        let numeric_as_string = caps.numeric_as_string != Some(false);
+        match client
+            .start_logical(
+                &config.slot,
+                Lsn::ZERO,
+                &wal2json_options(numeric_as_string),
+            )
+            .await
+        {
+            Ok(()) => {
+                caps.numeric_as_string = Some(numeric_as_string);
+                return Ok(client);
+            }
+            Err(ServerErrorOr::Server(err))
+                if numeric_as_string && err.message.contains("numeric-data-types-as-string") =>
+            {
+                tracing::warn!(
+                    "the source's wal2json does not support numeric-data-types-as-string (wal2json < 2.6): numeric \
+                     values arrive as JSON numbers with every digit, but NaN and Infinity arrive as null"
+                );
+                caps.numeric_as_string = Some(false);
+                client.close().await;
+            }
+            Err(ServerErrorOr::Server(err)) => {
+                client.close().await;
+                if let Some(e) = slot::plugin_problem(&err.code, &err.message) {
+                    return Err(e);
+                }
+                if err.code == "55006" {
+                    let pid = slot::active_pid(sql, &config.slot)
+                        .await
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "unknown".into());
+                    return Err(CdcError::SlotBusy {
+                        slot: config.slot.clone(),
+                        pid,
+                    });
+                }
+                return Err(CdcError::Server {
+                    context: "START_REPLICATION",
+                    message: err.message,
+                    code: err.code,
+                });
+            }
+            Err(ServerErrorOr::Other(e)) => return Err(e),
+        }
+    }
+}
+
+async fn poll_lag(
+    sql: tokio_postgres::Client,
+    slot: String,
+    confirmed: Arc<AtomicU64>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(LAG_POLL_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match slot::wal_positions(&sql, &slot).await {
+            Ok((current, restart)) => {
+                let confirmed = confirmed.load(Ordering::Relaxed);
+                metrics::gauge!(m::REPLICATION_LAG_BYTES)
+                    .set(current.0.saturating_sub(confirmed) as f64);
+                if let Some(restart) = restart {
+                    metrics::gauge!(m::SLOT_RETAINED_WAL_BYTES)
+                        .set(current.0.saturating_sub(restart.0) as f64);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(error = %error_chain(&error), "cannot read WAL positions")
+            }
+        }
+    }
+}
