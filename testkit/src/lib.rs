@@ -1,11 +1,14 @@
 //! Support shared by the integration tests of every crate: the local services started by
 //! `scripts/services.sh up`, unique names, throwaway PostgreSQL databases, and child processes
-//! (`cdc`, `shard-router`) with their logs and HTTP endpoints. Test code: it panics with a clear
+//! (`cdc`, `shard-router`) with their logs and HTTP endpoints; and in-memory stand-ins for unit tests of
+//! the pipeline's loops (a scripted replication slot, a Kafka log). Test code: it panics with a clear
 //! message instead of returning errors.
 
 #![allow(clippy::unwrap_used)]
 
 pub mod compare;
+pub mod kafka_log;
+pub mod slot;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
