@@ -10,7 +10,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use shared::{Action, ChangeEvent};
+use shared::{codec, Change};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -56,18 +56,19 @@ fn main() -> anyhow::Result<()> {
                 let payload = m.payload().unwrap_or_default();
                 bytes += payload.len();
                 per_partition[m.partition() as usize] += 1;
-                let ev = ChangeEvent::from_json(payload)?;
-                match ev.action {
-                    Action::Commit => {
-                        commits.extend(ev.xid);
+                let change = codec::decode(payload)?;
+                match &change {
+                    Change::Commit(txn) => {
+                        commits.insert(txn.xid);
                     }
-                    a if a.is_row_change() => {
+                    Change::Row(_) | Change::Truncate(_) => {
                         rows += 1;
+                        let table = change.table().map(ToString::to_string).unwrap_or_default();
                         *per_table
-                            .entry((ev.qualified_table().unwrap_or_default(), a.as_str()))
+                            .entry((table, change.action().as_str()))
                             .or_default() += 1;
                     }
-                    _ => {}
+                    Change::Begin(_) | Change::Message(_) => {}
                 }
             }
             None if rows >= expected && last_message.elapsed() > Duration::from_secs(1) => break,

@@ -125,12 +125,10 @@ async fn kafka_stream_matches_wal2json_row_for_row() {
     }
     for (event, n) in &expected {
         if got.get(event) != Some(n) {
-            let lsn = serde_json::from_str::<shared::ChangeEvent>(event)
-                .unwrap()
-                .lsn;
+            let lsn = serde_json::from_str::<WireEvent>(event).unwrap().lsn;
             let near: Vec<&String> = got
                 .keys()
-                .filter(|k| serde_json::from_str::<shared::ChangeEvent>(k).unwrap().lsn == lsn)
+                .filter(|k| serde_json::from_str::<WireEvent>(k).unwrap().lsn == lsn)
                 .collect();
             panic!(
                 "expected {n}× in Kafka, got {:?}:\n{event}\nKafka has at that lsn:\n{near:#?}",

@@ -11,8 +11,46 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use shared::{Action, ChangeEvent};
+use serde::{Deserialize, Serialize};
+use shared::{Action, Column, Lsn, PkColumn};
 pub use testkit::{connect, free_port, services, unique, Services};
+
+/// A change as raw wire JSON, every field optional: the tests compare what wal2json printed with what
+/// cdc published field by field, so they read both without the codec's checks (which are under test).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireEvent {
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xid: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn: Option<Lsn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nextlsn: Option<Lsn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<Column>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Vec<Column>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pk: Option<Vec<PkColumn>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactional: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+impl WireEvent {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
 
 /// Creates a fresh database on the source and returns its URL.
 pub async fn create_db(s: &Services, name: &str) -> String {
@@ -75,7 +113,7 @@ pub struct Msg {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub raw: Vec<u8>,
-    pub event: ChangeEvent,
+    pub event: WireEvent,
     pub format_header: Option<String>,
 }
 
@@ -166,7 +204,7 @@ impl TopicReader {
         {
             let m = r.expect("kafka consume error");
             let raw = m.payload().unwrap_or_default().to_vec();
-            let event = ChangeEvent::from_json(&raw).unwrap_or_else(|e| {
+            let event = WireEvent::from_json(&raw).unwrap_or_else(|e| {
                 panic!(
                     "undecodable message at {}/{}: {e}",
                     m.partition(),
@@ -216,7 +254,7 @@ pub async fn create_reference_slot(db_url: &str, slot: &str) {
 
 /// Runs pg_recvlogical on `slot` up to the current WAL position with cdc's wal2json options and
 /// returns its output, one event per line.
-pub async fn pg_recvlogical(s: &Services, db_url: &str, slot: &str) -> Vec<ChangeEvent> {
+pub async fn pg_recvlogical(s: &Services, db_url: &str, slot: &str) -> Vec<WireEvent> {
     let c = connect(db_url).await;
     let end: String = c
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
@@ -286,20 +324,20 @@ pub async fn pg_recvlogical(s: &Services, db_url: &str, slot: &str) -> Vec<Chang
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            ChangeEvent::from_json(l.as_bytes())
+            WireEvent::from_json(l.as_bytes())
                 .unwrap_or_else(|e| panic!("pg_recvlogical line {l:?}: {e}"))
         })
         .collect()
 }
 
 /// A comparable rendering of a row change: everything wal2json said about it, values as raw text.
-pub fn canonical(e: &ChangeEvent) -> String {
+pub fn canonical(e: &WireEvent) -> String {
     serde_json::to_string(e).unwrap()
 }
 
 /// What cdc must publish for one wal2json row change: a key-changing update becomes a delete of the
 /// old key and an upsert of the new key; a truncate goes to every partition.
-pub fn expected_publications(e: &ChangeEvent, partitions: i32) -> Vec<ChangeEvent> {
+pub fn expected_publications(e: &WireEvent, partitions: i32) -> Vec<WireEvent> {
     match e.action {
         Action::Update => {
             let pk: Vec<&str> = e.pk.iter().flatten().map(|p| p.name.as_str()).collect();
@@ -387,7 +425,7 @@ pub fn assert_framing(msgs: &[Msg], partitions: i32, allow_cut_frames: bool) {
 /// messages that repeat an earlier one (re-sent after a crash) when `allow_resend`.
 pub fn assert_wal_order(
     msgs: &[Msg],
-    reference: &[ChangeEvent],
+    reference: &[WireEvent],
     partitions: i32,
     allow_resend: bool,
 ) {
