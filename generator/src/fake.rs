@@ -37,43 +37,7 @@ impl Person {
     }
 }
 
-/// Lowercase ASCII letters and digits of `text`, accents removed, every other run of characters
-/// replaced by `sep`: `"Müller & Søn"` → `mueller-soen` with `sep = "-"`.
-pub fn fold(text: &str, sep: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut pending = false;
-    for c in text.chars().flat_map(char::to_lowercase) {
-        let ascii = match c {
-            'a'..='z' | '0'..='9' => Some(c.to_string()),
-            'à' | 'á' | 'â' | 'ã' | 'å' => Some("a".into()),
-            'ä' | 'æ' => Some("ae".into()),
-            'ç' => Some("c".into()),
-            'è' | 'é' | 'ê' | 'ë' => Some("e".into()),
-            'ì' | 'í' | 'î' | 'ï' => Some("i".into()),
-            'ñ' => Some("n".into()),
-            'ò' | 'ó' | 'ô' | 'õ' => Some("o".into()),
-            'ö' | 'ø' | 'œ' => Some("oe".into()),
-            'ù' | 'ú' | 'û' => Some("u".into()),
-            'ü' => Some("ue".into()),
-            'ß' => Some("ss".into()),
-            'ý' | 'ÿ' => Some("y".into()),
-            '\'' | '’' | '.' => Some(String::new()), // O'Brien → obrien, B.V. → bv
-            _ => None,
-        };
-        match ascii {
-            Some(s) if s.is_empty() => {}
-            Some(s) => {
-                if pending && !out.is_empty() {
-                    out.push_str(sep);
-                }
-                pending = false;
-                out.push_str(&s);
-            }
-            None => pending = true,
-        }
-    }
-    out
-}
+pub use shared::names::fold;
 
 /// A company: its display name (with a legal suffix) and the name part its slug and domain use.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod event;
 pub mod health;
 pub mod lsn;
+pub mod names;
 pub mod propagation;
 pub mod routing;
 pub mod shards;

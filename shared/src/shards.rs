@@ -67,6 +67,8 @@ enum Rule {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    /// Without `[[shards]]` there is one shard, `main` (a file holding only transforms).
+    #[serde(default)]
     shards: Vec<ShardEntry>,
     #[serde(default)]
     tables: BTreeMap<String, TableEntry>,
@@ -86,6 +88,9 @@ struct TableEntry {
     shard_key: Option<String>,
     #[serde(default)]
     broadcast: bool,
+    /// Column transforms, read and checked by cdc (`cdc::transform`); routing ignores them.
+    #[serde(default)]
+    transform: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -157,8 +162,21 @@ impl ShardMap {
                 .unwrap_or_else(|| "the file".into());
             err(at, reason)
         })?;
+        let mut file = file;
         if file.shards.is_empty() {
-            return Err(err("shards", "at least one [[shards]] entry is needed"));
+            if file
+                .tables
+                .values()
+                .any(|t| t.shard_key.is_some() || t.broadcast)
+            {
+                return Err(err(
+                    "shards",
+                    "tables have shard keys or are broadcast, but no [[shards]] entry names the shards",
+                ));
+            }
+            file.shards.push(ShardEntry {
+                name: DEFAULT_SHARD.to_owned(),
+            });
         }
         let mut shards: Vec<String> = Vec::new();
         for (i, s) in file.shards.iter().enumerate() {
@@ -315,10 +333,12 @@ impl ShardMap {
                 }
                 (Some(k), false) => Placement::ShardKey(k),
                 (None, true) => Placement::Broadcast,
+                // Only transforms: the table is routed like an unlisted one.
+                (None, false) if t.transform.is_some() => continue,
                 (None, false) => {
                     return Err(err(
                         field("shard_key"),
-                        "missing: give the shard-key column, or broadcast = true",
+                        "missing: give the shard-key column, broadcast = true, or a [tables.\"…\".transform] section",
                     ))
                 }
             };
@@ -520,6 +540,17 @@ shard_key = "k"
     }
 
     #[test]
+    fn a_file_with_only_transforms_has_one_shard_main() {
+        let m =
+            ShardMap::parse("[tables.\"public.customers\".transform]\nemail = \"hash\"\n").unwrap();
+        assert_eq!(m.shards(), ["main"]);
+        assert_eq!(
+            m.placement_of("public", "customers").unwrap(),
+            Placement::Default(0)
+        );
+    }
+
+    #[test]
     fn errors_name_the_table_and_field() {
         let cases = [
             ("[[shards]]\nname = \"a\"\n[tables.\"public.t\"]\n", "tables.\"public.t\".shard_key"),
@@ -527,7 +558,7 @@ shard_key = "k"
             ("[[shards]]\nname = \"a\"\n[routing]\nrule = \"list\"\n[routing.list]\nb = [1]\n", "routing.list.b"),
             ("[[shards]]\nname = \"a\"\n[routing]\nrule = \"modulo\"\n", "routing.rule"),
             ("[[shards]]\nname = \"a b\"\n", "shards[0].name"),
-            ("shards = []\n", "shards"),
+            ("shards = []\n[tables.\"public.t\"]\nshard_key = \"k\"\n", "shards"),
             ("[[shards]]\nname = \"a\"\n[tables.users]\nshard_key = \"k\"\n", "tables.\"users\""),
             ("[[shards]]\nname = \"a\"\nextra = 1\n", "line"),
         ];

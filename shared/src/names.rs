@@ -1,0 +1,170 @@
+//! Names shared by the fake-data generator (`cascade-gen`) and cdc's `fake-name`/`fake-email`
+//! transforms: embedded lists of invented-looking first and last names (some with accents and
+//! apostrophes on purpose), and the folding of a name into an ASCII e-mail part.
+
+pub const FIRST_NAMES: &[&str] = &[
+    "Olivia",
+    "Liam",
+    "Emma",
+    "Noah",
+    "Amelia",
+    "Oliver",
+    "Sophia",
+    "Elijah",
+    "Charlotte",
+    "James",
+    "Mia",
+    "Lucas",
+    "Harper",
+    "Mateo",
+    "Evelyn",
+    "Benjamin",
+    "Aria",
+    "Henry",
+    "Chloé",
+    "Léo",
+    "Zoë",
+    "Jürgen",
+    "Søren",
+    "Björn",
+    "Ingrid",
+    "Astrid",
+    "José",
+    "Lucía",
+    "Mónica",
+    "Álvaro",
+    "Yuki",
+    "Haruto",
+    "Sakura",
+    "Ren",
+    "Priya",
+    "Arjun",
+    "Aisha",
+    "Omar",
+    "Fatima",
+    "Kwame",
+    "Amara",
+    "Chen",
+    "Mei",
+    "Wei",
+    "Siobhan",
+    "Declan",
+    "Maëlle",
+    "Anaïs",
+    "Joost",
+    "Femke",
+    "Ruth",
+    "Samuel",
+    "Grace",
+    "Daniel",
+    "Nora",
+    "Elias",
+    "Ivy",
+    "Felix",
+    "Hannah",
+    "Jonas",
+];
+
+pub const LAST_NAMES: &[&str] = &[
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Martínez",
+    "Hernández",
+    "López",
+    "Wilson",
+    "Anderson",
+    "Taylor",
+    "Thomas",
+    "Moore",
+    "Martin",
+    "Jackson",
+    "Lee",
+    "Thompson",
+    "White",
+    "Müller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weber",
+    "Dubois",
+    "Lefèvre",
+    "Moreau",
+    "Laurent",
+    "Bernard",
+    "de Vries",
+    "van Dijk",
+    "Jansen",
+    "Bakker",
+    "Andersson",
+    "Johansson",
+    "Karlsson",
+    "Nilsson",
+    "Sato",
+    "Suzuki",
+    "Takahashi",
+    "Tanaka",
+    "Watanabe",
+    "O'Brien",
+    "O'Connor",
+    "Murphy",
+    "Kelly",
+    "Patel",
+    "Singh",
+    "Sharma",
+    "Okafor",
+    "Mensah",
+    "Nguyen",
+    "Tran",
+    "Kim",
+    "Park",
+    "Chen",
+    "Wang",
+    "Rossi",
+    "Ferrari",
+    "Kowalski",
+    "Novák",
+];
+
+/// First halves of company names.
+/// Lowercase ASCII letters and digits of `text`, accents removed, every other run of characters
+/// replaced by `sep`: `"Müller & Søn"` → `mueller-soen` with `sep = "-"`.
+pub fn fold(text: &str, sep: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pending = false;
+    for c in text.chars().flat_map(char::to_lowercase) {
+        let ascii = match c {
+            'a'..='z' | '0'..='9' => Some(c.to_string()),
+            'à' | 'á' | 'â' | 'ã' | 'å' => Some("a".into()),
+            'ä' | 'æ' => Some("ae".into()),
+            'ç' => Some("c".into()),
+            'è' | 'é' | 'ê' | 'ë' => Some("e".into()),
+            'ì' | 'í' | 'î' | 'ï' => Some("i".into()),
+            'ñ' => Some("n".into()),
+            'ò' | 'ó' | 'ô' | 'õ' => Some("o".into()),
+            'ö' | 'ø' | 'œ' => Some("oe".into()),
+            'ù' | 'ú' | 'û' => Some("u".into()),
+            'ü' => Some("ue".into()),
+            'ß' => Some("ss".into()),
+            'ý' | 'ÿ' => Some("y".into()),
+            '\'' | '’' | '.' => Some(String::new()), // O'Brien → obrien, B.V. → bv
+            _ => None,
+        };
+        match ascii {
+            Some(s) if s.is_empty() => {}
+            Some(s) => {
+                if pending && !out.is_empty() {
+                    out.push_str(sep);
+                }
+                pending = false;
+                out.push_str(&s);
+            }
+            None => pending = true,
+        }
+    }
+    out
+}
