@@ -35,6 +35,12 @@ pub struct Config {
     #[arg(long, env = "CASCADE_CONFIG")]
     pub config: Option<std::path::PathBuf>,
 
+    /// Secret key of the keyed transforms (`hash`, `fake-name`, `fake-email`) in the routing file:
+    /// HMAC-SHA256 under this key. Required when such a rule is configured; never logged. Keep it
+    /// stable: a new key maps every value differently.
+    #[arg(long, env = "CASCADE_TRANSFORM_KEY", hide_env_values = true)]
+    pub transform_key: Option<crate::transform::TransformKey>,
+
     /// Address of the HTTP endpoint serving /healthz, /readyz and /metrics.
     #[arg(long, env = "CDC_HTTP_ADDR", default_value = "0.0.0.0:9100")]
     pub http_addr: SocketAddr,
@@ -112,8 +118,24 @@ impl Config {
         }
     }
 
+    /// The column transforms of the routing file (none without one); a keyed rule without
+    /// `CASCADE_TRANSFORM_KEY` is an error naming the variable.
+    pub fn transforms(&self) -> Result<crate::transform::Transforms, ConfigError> {
+        match &self.config {
+            Some(path) => crate::transform::Transforms::load(path, self.transform_key.clone()),
+            None => Ok(crate::transform::Transforms::none()),
+        }
+    }
+
     /// Checks what clap's types cannot; the error names the offending flag and variable.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.transform_key.as_ref().is_some_and(|k| k.is_empty()) {
+            return Err(field_error(
+                "--transform-key/CASCADE_TRANSFORM_KEY",
+                "is empty",
+            ));
+        }
+        self.transforms()?;
         if !is_valid_slot_name(&self.slot) {
             return Err(field_error(
                 "--slot/CDC_SLOT",

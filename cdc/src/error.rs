@@ -80,6 +80,14 @@ pub enum CdcError {
         lsn: Lsn,
         bytes: usize,
     },
+    /// A transform rule cannot apply to a change: nothing is published in the clear instead, cdc stops.
+    #[error("cannot transform {table}.{column} at {lsn}: {reason}")]
+    Transform {
+        table: String,
+        column: String,
+        lsn: Lsn,
+        reason: String,
+    },
     /// The replication stream ended without being asked to.
     #[error("the source ended the replication stream")]
     StreamEnded,
@@ -90,6 +98,9 @@ pub enum CdcError {
         #[source]
         last: Box<CdcError>,
     },
+    /// The configuration became invalid after start (the routing file was edited).
+    #[error("invalid configuration")]
+    Config(#[from] shared::config::ConfigError),
     /// The HTTP endpoint could not start.
     #[error(transparent)]
     Http(#[from] shared::health::HealthError),
@@ -127,8 +138,10 @@ impl CdcError {
             | CdcError::SlotUnusable { .. }
             | CdcError::Decode { .. }
             | CdcError::Routing { .. }
+            | CdcError::Transform { .. }
             | CdcError::MessageTooLarge { .. }
             | CdcError::GaveUp { .. }
+            | CdcError::Config(_)
             | CdcError::Http(_)
             | CdcError::Metrics(_) => false,
         }
@@ -148,11 +161,12 @@ impl CdcError {
             CdcError::SlotBusy { .. } => "slot_busy",
             CdcError::Decode { .. } | CdcError::MessageTooLarge { .. } => "decode",
             CdcError::Routing { .. } => "routing",
+            CdcError::Transform { .. } => "transform",
             CdcError::Kafka { .. } => "kafka",
             CdcError::Delivery { .. } => "delivery",
             CdcError::StreamEnded => "stream_ended",
             CdcError::GaveUp { .. } => "gave_up",
-            CdcError::Http(_) | CdcError::Metrics(_) => "startup",
+            CdcError::Config(_) | CdcError::Http(_) | CdcError::Metrics(_) => "startup",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The pump: moves changes from a [`ChangeSource`] through transform, route and frame into a [`Sink`],
+//! The pump: moves changes from a [`ChangeSource`] through route, transform and frame into a [`Sink`],
 //! and acknowledgements into [`Progress`], which says what may be confirmed back to the source.
 //!
 //! One event loop, biased in this order: shutdown, then acknowledgements (they free capacity and move
@@ -214,8 +214,9 @@ impl<'a, K: Sink> Pump<'a, K> {
                 });
             }
             Change::Row(row) => {
-                let row = self.transforms.apply(row);
-                for routed in self.router.route(row)? {
+                // The shard is chosen from the original values, the key from the transformed ones.
+                for mut routed in self.router.route(row)? {
+                    self.transforms.apply(&mut routed, &self.router)?;
                     self.framer.row(routed, at, &mut self.out)?;
                 }
                 self.flush_out().await?;

@@ -147,6 +147,33 @@ impl Router {
         Ok(out)
     }
 
+    /// Re-derives the key (and so each destination's partition) from the row's values as they are
+    /// now: after the transform stage rewrote them, so no raw value of a transformed column rides in
+    /// the Kafka key. The shards stay those chosen from the original values.
+    pub fn rekey(&self, routed: &mut RoutedRow) -> Result<(), CdcError> {
+        let row = &routed.row;
+        let lsn = row.origin.lsn.unwrap_or(Lsn::ZERO);
+        let placement = self.placement(&row.table, lsn)?;
+        let at = Placing {
+            router: self,
+            table: &row.table,
+            pk: &row.pk,
+            action: row.action(),
+            placement: &placement,
+            lsn,
+        };
+        let cols = match &row.op {
+            RowOp::Insert { new } | RowOp::Update { new, .. } => new,
+            RowOp::Delete { old } => old,
+        };
+        let key = at.key_of(cols)?;
+        for dest in &mut routed.dests {
+            dest.partition = partition_for(&key, self.partitions(dest.shard));
+        }
+        routed.key = key;
+        Ok(())
+    }
+
     /// Where a truncate goes: every partition of every shard that can hold the table's rows.
     pub fn route_truncate(&self, table: &TableName, lsn: Lsn) -> Result<Vec<Dest>, CdcError> {
         let shards: Vec<usize> = match self.placement(table, lsn)? {
@@ -185,21 +212,34 @@ struct Placing<'a> {
 }
 
 impl Placing<'_> {
+    /// The shard-key column's value in `cols`.
+    fn shard_key<'c>(&self, column: &str, cols: &'c [Column]) -> Result<&'c Column, CdcError> {
+        cols.iter().find(|c| c.name == column).ok_or_else(|| {
+            let table = self.table;
+            CdcError::Routing {
+                lsn: self.lsn,
+                reason: format!(
+                    "the {} on {table} does not carry its shard key {column:?}: make {column:?} part of the primary key, or run ALTER TABLE {table} REPLICA IDENTITY FULL so deletes and updates carry it",
+                    self.action.as_str()
+                ),
+            }
+        })
+    }
+
+    /// The Kafka key of a row given by `cols`: its shard-key value for a sharded table, else its key.
+    fn key_of(&self, cols: &[Column]) -> Result<Vec<u8>, CdcError> {
+        match self.placement {
+            Placement::ShardKey(column) => Ok(encode_key([&*self.shard_key(column, cols)?.value])),
+            Placement::Broadcast | Placement::Default(_) => self.key(cols),
+        }
+    }
+
     /// The target and key of a row given by `cols` (new values or old identity).
     fn place(&self, cols: &[Column]) -> Result<(Target, Vec<u8>), CdcError> {
         match self.placement {
             Placement::ShardKey(column) => {
                 let table = self.table.to_string();
-                let value = cols
-                    .iter()
-                    .find(|c| &c.name == column)
-                    .ok_or_else(|| CdcError::Routing {
-                        lsn: self.lsn,
-                        reason: format!(
-                            "the {} on {table} does not carry its shard key {column:?}: make {column:?} part of the primary key, or run ALTER TABLE {table} REPLICA IDENTITY FULL so deletes and updates carry it",
-                            self.action.as_str()
-                        ),
-                    })?;
+                let value = self.shard_key(column, cols)?;
                 let shard = self
                     .router
                     .map

@@ -48,9 +48,28 @@ pub async fn supervise(
     let mut backoff = Backoff::new(Duration::from_millis(250), config.max_backoff);
     let mut failing_since: Option<Instant> = None;
     let mut caps = PluginCaps::default();
+    // Read once: every session applies the same rules.
+    let transforms: Transforms = config.transforms()?;
+    if !transforms.is_empty() {
+        let columns: usize = transforms.tables().map(|(_, rules)| rules.len()).sum();
+        tracing::info!(
+            tables = transforms.tables().count(),
+            columns,
+            "column transforms active"
+        );
+    }
     loop {
         let mut streamed = false;
-        let outcome = session(config, shards, shutdown, ready, &mut caps, &mut streamed).await;
+        let outcome = session(
+            config,
+            shards,
+            &transforms,
+            shutdown,
+            ready,
+            &mut caps,
+            &mut streamed,
+        )
+        .await;
         ready.set(false);
         metrics::gauge!(m::STREAMING).set(0.0);
         let error = match outcome {
@@ -101,6 +120,7 @@ fn waiting_for(error: &CdcError, config: &Config) -> String {
 async fn session(
     config: &Config,
     shards: &ShardMap,
+    transforms: &Transforms,
     shutdown: &CancellationToken,
     ready: &Readiness,
     caps: &mut PluginCaps,
@@ -150,8 +170,7 @@ async fn session(
         status_interval: config.status_interval,
     };
     let router = Router::new(shards.clone(), sink.partitions().to_vec());
-    let transforms = Transforms::none();
-    let mut pump = Pump::new(settings, router, &transforms, &mut sink, start, confirmed);
+    let mut pump = Pump::new(settings, router, transforms, &mut sink, start, confirmed);
     let result = pump.run(&mut source, shutdown).await;
     lag_stop.cancel();
     let result = match result {
