@@ -9,3 +9,4 @@ mod prometheus;
 mod sharding;
 mod support;
 mod traces;
+mod transforms;
