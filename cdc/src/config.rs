@@ -10,7 +10,13 @@ use shared::telemetry::LogFormat;
 /// Kafka, one JSON message per row change, framed per transaction. The replication slot is confirmed only
 /// up to transactions Kafka has fully acknowledged, so a crash or restart loses nothing.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "cdc", version, about, long_about = None)]
+#[command(
+    name = "cdc",
+    version,
+    about,
+    long_about = None,
+    after_help = "Other commands:\n  cdc suggest-transforms --source-url URL   print transform rules for columns that look like personal data (see its --help)"
+)]
 pub struct Config {
     /// PostgreSQL source, as a URL: postgres://user:password@host:port/database. The user needs the
     /// REPLICATION attribute. The password is never logged.

@@ -3,6 +3,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("suggest-transforms") {
+        return suggest_transforms();
+    }
     let config = cdc::config::Config::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -37,6 +40,31 @@ fn main() -> ExitCode {
             let report = anyhow::Error::from(error);
             tracing::error!(error = format!("{report:#}"), "cdc stopped");
             eprintln!("cdc: error: {report:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cdc suggest-transforms`: prints a routing-file section of likely personal-data columns.
+fn suggest_transforms() -> ExitCode {
+    let args = cdc::transform::suggest::SuggestArgs::parse_from(std::env::args().skip(1));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("cdc: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cdc::transform::suggest::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!(
+                "cdc suggest-transforms: error: {:#}",
+                anyhow::Error::from(error)
+            );
             ExitCode::FAILURE
         }
     }

@@ -12,6 +12,7 @@
 //! text that is no date) stops cdc naming table, column and LSN: it is never published in the clear.
 
 pub mod rule;
+pub mod suggest;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

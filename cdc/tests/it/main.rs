@@ -4,4 +4,5 @@
 mod capture;
 mod crash;
 mod failures;
+mod suggest;
 mod support;
