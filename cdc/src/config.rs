@@ -141,7 +141,6 @@ impl Config {
                 "is empty",
             ));
         }
-        self.transforms()?;
         if !is_valid_slot_name(&self.slot) {
             return Err(field_error(
                 "--slot/CDC_SLOT",

@@ -98,15 +98,9 @@ pub enum CdcError {
         #[source]
         last: Box<CdcError>,
     },
-    /// The configuration became invalid after start (the routing file was edited).
-    #[error("invalid configuration")]
-    Config(#[from] shared::config::ConfigError),
-    /// The HTTP endpoint could not start.
+    /// The HTTP endpoint or the metrics recorder could not start.
     #[error(transparent)]
-    Http(#[from] shared::health::HealthError),
-    /// The metrics recorder could not be installed.
-    #[error("cannot install the metrics recorder")]
-    Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    Service(#[from] shared::service::ServiceError),
 }
 
 impl CdcError {
@@ -141,9 +135,7 @@ impl CdcError {
             | CdcError::Transform { .. }
             | CdcError::MessageTooLarge { .. }
             | CdcError::GaveUp { .. }
-            | CdcError::Config(_)
-            | CdcError::Http(_)
-            | CdcError::Metrics(_) => false,
+            | CdcError::Service(_) => false,
         }
     }
 
@@ -166,7 +158,7 @@ impl CdcError {
             CdcError::Delivery { .. } => "delivery",
             CdcError::StreamEnded => "stream_ended",
             CdcError::GaveUp { .. } => "gave_up",
-            CdcError::Config(_) | CdcError::Http(_) | CdcError::Metrics(_) => "startup",
+            CdcError::Service(_) => "startup",
         }
     }
 }

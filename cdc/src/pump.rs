@@ -144,7 +144,7 @@ impl<'a, K: Sink> Pump<'a, K> {
                 }
                 Some(ack) = self.sink.next_ack() => {
                     if let Err(error) = self.on_ack(ack) {
-                        tracing::warn!(error = %crate::app::error_chain(&error), "delivery failed during shutdown; it will be re-sent after restart");
+                        tracing::warn!(error = %shared::service::error_chain(&error), "delivery failed during shutdown; it will be re-sent after restart");
                         break;
                     }
                 }

@@ -12,7 +12,7 @@ use shared::shards::ShardMap;
 use shared::Lsn;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::error_chain;
+use shared::service::error_chain;
 use crate::capture::client::{PgReplicationClient, ServerErrorOr};
 use crate::capture::slot;
 use crate::capture::stream::wal2json_options;
@@ -42,14 +42,13 @@ struct PluginCaps {
 pub async fn supervise(
     config: &Config,
     shards: &ShardMap,
+    transforms: &Transforms,
     shutdown: &CancellationToken,
     ready: &Readiness,
 ) -> Result<(), CdcError> {
     let mut backoff = Backoff::new(Duration::from_millis(250), config.max_backoff);
     let mut failing_since: Option<Instant> = None;
     let mut caps = PluginCaps::default();
-    // Read once: every session applies the same rules.
-    let transforms: Transforms = config.transforms()?;
     if !transforms.is_empty() {
         let columns: usize = transforms.tables().map(|(_, rules)| rules.len()).sum();
         tracing::info!(
@@ -63,7 +62,7 @@ pub async fn supervise(
         let outcome = session(
             config,
             shards,
-            &transforms,
+            transforms,
             shutdown,
             ready,
             &mut caps,

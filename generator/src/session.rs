@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use shared::backoff::Backoff;
+use shared::service::error_chain;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
@@ -184,16 +185,4 @@ async fn connect(
             Err(error) => return Err(error),
         }
     }
-}
-
-/// An error with its causes, `a: b: c`, for log fields.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

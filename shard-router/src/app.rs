@@ -8,7 +8,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::Offset;
 use shared::backoff::Backoff;
-use shared::health::Readiness;
+use shared::service::Service;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -22,14 +22,7 @@ use crate::replica::Replica;
 
 /// Runs the router until SIGTERM/SIGINT (returns `Ok`) or a definite start-up error.
 pub async fn run(config: Config) -> Result<(), RouterError> {
-    let handle = shared::telemetry::init_metrics(m::BUCKETS)?;
-    m::describe();
-    let shutdown = CancellationToken::new();
-    shared::shutdown::cancel_on_signal(shutdown.clone());
-    let ready = Readiness::default();
-    let http_stop = CancellationToken::new();
-    let http =
-        shared::health::serve(config.http_addr, ready.clone(), handle, http_stop.clone()).await?;
+    let service = Service::start(config.http_addr, m::BUCKETS, m::describe).await?;
     tracing::info!(
         topic = %config.topic(),
         group = %config.group_id(),
@@ -37,10 +30,13 @@ pub async fn run(config: Config) -> Result<(), RouterError> {
         brokers = %config.kafka_brokers,
         "shard-router starting"
     );
-    let result = serve(&config, &shutdown, Health::new(ready.clone())).await;
-    ready.set(false);
-    http_stop.cancel();
-    let _ = http.await;
+    let result = serve(
+        &config,
+        &service.shutdown,
+        Health::new(service.ready.clone()),
+    )
+    .await;
+    service.stop().await;
     result
 }
 
@@ -133,7 +129,7 @@ async fn connect_replica(
                 let delay = backoff.next_delay();
                 tracing::warn!(
                     replica = %config.replica_url,
-                    error = format!("{:#}", anyhow::Error::from(error)),
+                    error = shared::service::error_chain(&error),
                     retry_in = ?delay,
                     "waiting for the replica"
                 );

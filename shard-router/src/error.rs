@@ -26,10 +26,9 @@ impl fmt::Display for Position {
 /// Everything that can stop the router or one of its partitions.
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
+    /// The HTTP endpoint or the metrics recorder could not start.
     #[error(transparent)]
-    Health(#[from] shared::health::HealthError),
-    #[error("cannot install the metrics recorder")]
-    Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    Service(#[from] shared::service::ServiceError),
     /// The replica's settings cannot be used (for example its collation name).
     #[error("replica catalog")]
     Catalog(#[from] crate::catalog::CatalogError),
@@ -88,16 +87,15 @@ impl RouterError {
             RouterError::Event { db_error: None, .. }
             | RouterError::Framing { .. }
             | RouterError::Fenced { .. }
-            | RouterError::Health(_)
-            | RouterError::Catalog(_)
-            | RouterError::Metrics(_) => false,
+            | RouterError::Service(_)
+            | RouterError::Catalog(_) => false,
         }
     }
 
     /// A short, fixed label for the `router_errors_total{kind}` metric.
     pub fn kind(&self) -> &'static str {
         match self {
-            RouterError::Health(_) | RouterError::Metrics(_) | RouterError::Catalog(_) => "startup",
+            RouterError::Service(_) | RouterError::Catalog(_) => "startup",
             RouterError::Kafka { .. } => "kafka",
             RouterError::Replica { .. } if self.is_retryable() => "replica_unavailable",
             RouterError::Replica { .. } => "replica",

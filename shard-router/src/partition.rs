@@ -415,7 +415,7 @@ impl Task {
                     let delay = backoff.next_delay();
                     tracing::warn!(
                         partition = self.partition,
-                        error = format!("{:#}", anyhow::Error::from(error)),
+                        error = shared::service::error_chain(&error),
                         retry_in = ?delay,
                         "{what} failed; waiting for the replica"
                     );
@@ -440,7 +440,7 @@ impl Task {
         metrics::counter!(m::ERRORS, "kind" => error.kind()).increment(1);
         tracing::error!(
             partition = self.partition,
-            error = format!("{:#}", anyhow::Error::from(error)),
+            error = shared::service::error_chain(&error),
             "partition stopped: fix the cause, then restart the router"
         );
         self.ctx.health.stopped(true);

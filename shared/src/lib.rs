@@ -11,6 +11,7 @@ pub mod lsn;
 pub mod names;
 pub mod propagation;
 pub mod routing;
+pub mod service;
 pub mod shards;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,0 +1,169 @@
+//! One bootstrap for every binary (`cdc`, `shard-router`, `cascade-gen`): the async runtime, logs and
+//! traces, the configuration check, the HTTP endpoint with metrics and readiness, SIGTERM/SIGINT, and
+//! the exit code.
+//!
+//! Exit codes, the same for every binary:
+//! - [`EXIT_OK`] (0): finished, or stopped by SIGTERM/SIGINT after a clean shutdown;
+//! - [`EXIT_FAILED`] (1): stopped by an error at run time (the error and its causes on stderr);
+//! - [`EXIT_INVALID_CONFIG`] (2): the configuration is invalid (the message names the flag, variable or
+//!   file field); nothing was started.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{HealthError, Readiness};
+use crate::telemetry::LogFormat;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_INVALID_CONFIG: u8 = 2;
+
+/// A configuration that cannot run: what was checked (`configuration`, `routing file`) and why.
+#[derive(Debug)]
+pub struct Invalid {
+    what: &'static str,
+    message: String,
+}
+
+impl Invalid {
+    /// Flags and variables.
+    pub fn configuration(error: impl std::fmt::Display) -> Self {
+        Invalid {
+            what: "configuration",
+            message: error.to_string(),
+        }
+    }
+
+    /// The routing file.
+    pub fn routing_file(error: impl std::fmt::Display) -> Self {
+        Invalid {
+            what: "routing file",
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Runs a binary to its exit code: builds the runtime, installs logs and traces (`service` names them),
+/// runs `check` (an [`Invalid`] exits 2 with `<name>: invalid <what>: <message>`), then `app` with what
+/// `check` returned (an error exits 1 with `<name>: error: <error>: <cause>: …`).
+pub fn run<T, E, Fut>(
+    name: &'static str,
+    log_format: LogFormat,
+    check: impl FnOnce() -> Result<T, Invalid>,
+    app: impl FnOnce(T) -> Fut,
+) -> ExitCode
+where
+    Fut: Future<Output = Result<(), E>>,
+    E: std::error::Error + 'static,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("{name}: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let _tracing = {
+        let _inside = runtime.enter();
+        crate::telemetry::init_tracing(log_format, name)
+    };
+    let checked = match check() {
+        Ok(checked) => checked,
+        Err(invalid) => {
+            tracing::error!("invalid {}: {}", invalid.what, invalid.message);
+            eprintln!("{name}: invalid {}: {}", invalid.what, invalid.message);
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
+    match runtime.block_on(app(checked)) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(error) => {
+            let report = error_chain(&error);
+            tracing::error!(error = report, "{name} stopped");
+            eprintln!("{name}: error: {report}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// The error and its causes on one line, `error: cause: cause`.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = error.to_string();
+    let mut cur = error.source();
+    while let Some(e) = cur {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        cur = e.source();
+    }
+    s
+}
+
+/// Why the HTTP endpoint or the metrics recorder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Http(#[from] HealthError),
+    #[error("cannot install the metrics recorder")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
+}
+
+/// What a long-running binary runs inside: the metrics recorder, `/healthz` `/readyz` `/metrics`,
+/// readiness, and the shutdown token cancelled by SIGTERM/SIGINT.
+pub struct Service {
+    pub shutdown: CancellationToken,
+    pub ready: Readiness,
+    http_stop: CancellationToken,
+    http: tokio::task::JoinHandle<()>,
+}
+
+impl Service {
+    /// Installs the metrics recorder with `buckets`, runs `describe` (the binary's metric
+    /// descriptions), serves the endpoints on `addr` and watches for SIGTERM/SIGINT.
+    pub async fn start(
+        addr: SocketAddr,
+        buckets: &[(&str, &[f64])],
+        describe: fn(),
+    ) -> Result<Service, ServiceError> {
+        let handle = crate::telemetry::init_metrics(buckets)?;
+        describe();
+        let shutdown = CancellationToken::new();
+        crate::shutdown::cancel_on_signal(shutdown.clone());
+        let ready = Readiness::default();
+        let http_stop = CancellationToken::new();
+        let http = crate::health::serve(addr, ready.clone(), handle, http_stop.clone()).await?;
+        Ok(Service {
+            shutdown,
+            ready,
+            http_stop,
+            http,
+        })
+    }
+
+    /// Not ready any more; stops the endpoint and waits for it.
+    pub async fn stop(self) {
+        self.ready.set(false);
+        self.http_stop.cancel();
+        let _ = self.http.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn errors_print_with_their_causes_on_one_line() {
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&e), "outer: inner");
+    }
+}
