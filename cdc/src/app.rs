@@ -20,7 +20,14 @@ pub async fn run(config: Config, shards: ShardMap, transforms: Transforms) -> Re
         topic = %config.topic(Config::DEFAULT_SHARD),
         "cdc starting"
     );
-    let result = supervise(&config, &shards, &transforms, &service.shutdown, &service.ready).await;
+    let result = supervise(
+        &config,
+        &shards,
+        &transforms,
+        &service.shutdown,
+        &service.ready,
+    )
+    .await;
     service.stop().await;
     result
 }

@@ -12,7 +12,6 @@ use shared::shards::ShardMap;
 use shared::Lsn;
 use tokio_util::sync::CancellationToken;
 
-use shared::service::error_chain;
 use crate::capture::client::{PgReplicationClient, ServerErrorOr};
 use crate::capture::slot;
 use crate::capture::stream::wal2json_options;
@@ -26,6 +25,7 @@ use crate::route::Router;
 use crate::sink::kafka::KafkaSink;
 use crate::sink::Sink;
 use crate::transform::Transforms;
+use shared::service::error_chain;
 
 /// How long one connection attempt (PostgreSQL or Kafka) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
