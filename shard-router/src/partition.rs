@@ -11,7 +11,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use shared::backoff::Backoff;
-use shared::{Action, ChangeEvent, Lsn};
+use shared::{codec, Action, Lsn};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -202,9 +202,9 @@ impl Task {
             let (offset, decoded, trace) = match message {
                 Ok(msg) => (
                     msg.offset(),
-                    msg.payload()
-                        .ok_or_else(|| "the message has no value".to_owned())
-                        .and_then(|p| ChangeEvent::from_json(p).map_err(|e| e.to_string())),
+                    // Decoded once: the typed change is what every later stage works on.
+                    codec::check_format(header(&msg, codec::FORMAT_HEADER))
+                        .and_then(|()| codec::decode(msg.payload().unwrap_or_default())),
                     traceparent_of(&msg),
                 ),
                 Err(error) => {
@@ -213,17 +213,17 @@ impl Task {
                     continue;
                 }
             };
-            let event = match decoded {
-                Ok(e) => e,
-                Err(reason) => {
-                    return Stop::Failed(RouterError::Framing {
+            let change = match decoded {
+                Ok(c) => c,
+                Err(source) => {
+                    return Stop::Failed(RouterError::Undecodable {
                         at: self.at(offset),
-                        reason: format!("cannot decode the event: {reason}"),
+                        source,
                     })
                 }
             };
-            self.trace_frame(event.action, offset, trace);
-            let next = match batch.push(offset, event) {
+            self.trace_frame(change.action(), offset, trace);
+            let next = match batch.push(offset, change) {
                 Ok(n) => n,
                 Err(e) => {
                     return Stop::Failed(RouterError::Framing {
@@ -320,7 +320,7 @@ impl Task {
     /// Applies everything before the truncate, waits until every partition reached it, then empties
     /// the table once (whichever partition gets there first does it).
     async fn truncate(&mut self, batch: &mut Batch, t: &TruncateAt) -> Result<(), Stop> {
-        let table = format!("{}.{}", t.schema, t.table);
+        let table = t.table.to_string();
         self.flush(batch, true, Some((&table, t.lsn))).await?;
         let started = Instant::now();
         let mut last_log = Instant::now();
@@ -348,7 +348,7 @@ impl Task {
             if partitions > 0 && arrived >= partitions as i64 {
                 let delete = self
                     .retry("checking the truncated table", || {
-                        applier.delete_all(&t.schema, &t.table)
+                        applier.delete_all(&t.table)
                     })
                     .await?;
                 let did = self
@@ -454,6 +454,15 @@ impl From<RouterError> for Stop {
     fn from(e: RouterError) -> Self {
         Stop::Failed(e)
     }
+}
+
+/// The value of a message's header.
+fn header<'m>(msg: &'m rdkafka::message::BorrowedMessage<'_>, key: &str) -> Option<&'m [u8]> {
+    use rdkafka::message::Headers;
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
 }
 
 /// The `traceparent` header of a message, when traces are exported.
