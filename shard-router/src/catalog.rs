@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use shared::{Column, RowChange};
 
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::sql::{self, mysql, ColumnDef, TableDef, TableName};
 use crate::types::map_column;
 

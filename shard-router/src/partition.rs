@@ -119,11 +119,7 @@ impl Task {
         if !shared::telemetry::exporting_traces() {
             return tracing::Span::none();
         }
-        let system = match self.ctx.applier.replica.dialect() {
-            crate::config::Dialect::MySql => "mysql",
-            crate::config::Dialect::Sqlite => "sqlite",
-            crate::config::Dialect::Postgres => "postgresql",
-        };
+        let system = self.ctx.applier.replica.dialect().db_system();
         let mut frames = self.done_spans.iter().chain(self.open_span.iter());
         let span = match frames.next() {
             Some((parent, _)) => tracing::info_span!(

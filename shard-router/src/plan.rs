@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use shared::{Action, Column, RowChange, RowOp};
 
 use crate::catalog::Catalog;
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::sql::{self, TableDef, TableName};
 use crate::types::{convert, Bind, ValueError};
 use key::KeyPart;

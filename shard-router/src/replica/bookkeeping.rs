@@ -12,7 +12,7 @@ use shared::Lsn;
 use super::exec::{self, Bookkeeping};
 use super::Replica;
 use crate::batch::AppliedPosition;
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::error::RouterError;
 use crate::sql::{quote_ident, Placeholders};
 use crate::types::Bind;

@@ -35,7 +35,8 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Executor};
 
 use crate::batch::AppliedPosition;
-use crate::config::{Dialect, ReplicaUrl};
+use crate::config::ReplicaUrl;
+use crate::dialect::Dialect;
 use crate::error::RouterError;
 use crate::plan::Statement;
 

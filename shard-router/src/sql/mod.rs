@@ -15,7 +15,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::types::ColumnType;
 
 /// A source table, by its PostgreSQL schema and name (unquoted).
