@@ -11,21 +11,21 @@ use crate::catalog::Catalog;
 use crate::error::{is_transient, Position, RouterError};
 use crate::metrics as m;
 use crate::plan::{plan, Statement};
-use crate::replica::{Outcome, Replica};
+use crate::replica::{AnyReplica, Outcome, Replica};
 use crate::sql::{self, TableName};
 
 /// The replica and its catalog, shared by every partition task of the process.
 #[derive(Debug)]
-pub struct Applier {
-    pub replica: Replica,
+pub struct Applier<R = AnyReplica> {
+    pub replica: R,
     pub topic: String,
     catalog: RwLock<Catalog>,
     /// Serialises DDL so two partitions never create the same table at once.
     ddl: tokio::sync::Mutex<()>,
 }
 
-impl Applier {
-    pub fn new(replica: Replica, topic: String) -> Result<Self, RouterError> {
+impl<R: Replica> Applier<R> {
+    pub fn new(replica: R, topic: String) -> Result<Self, RouterError> {
         let catalog = Catalog::new(replica.dialect(), replica.collation())?;
         Ok(Applier {
             replica,
@@ -77,7 +77,7 @@ impl Applier {
         Ok(())
     }
 
-    /// Applies a flush in one replica transaction, with the position (and a truncate arrival), if
+    /// Applies a flush in one replica transaction, with the position (and a barrier arrival), if
     /// the replica's position is still `before`. Applying the same flush again after its commit
     /// succeeded (the answer was lost) does nothing.
     pub async fn apply(
@@ -85,7 +85,7 @@ impl Applier {
         partition: i32,
         before: &AppliedPosition,
         flush: &Flush,
-        truncate_arrival: Option<(&str, Lsn)>,
+        arrival: Option<(&str, Lsn)>,
     ) -> Result<(), RouterError> {
         self.ensure_tables(partition, &flush.rows).await?;
         let changes = flush.rows.iter().map(|r| &r.change);
@@ -107,7 +107,7 @@ impl Applier {
                 partition,
                 before,
                 &flush.position,
-                truncate_arrival,
+                arrival,
             )
             .await
         {

@@ -20,19 +20,32 @@ use crate::batch::{AppliedPosition, Batch, Flush, Next, TruncateAt};
 use crate::consume::{partition_count, Health, PartitionQueue, RouterConsumer};
 use crate::error::{Position, RouterError};
 use crate::metrics as m;
+use crate::replica::{AnyReplica, Replica};
 
 /// How often a partition waiting at a truncate checks whether the others arrived.
 const BARRIER_POLL: Duration = Duration::from_millis(50);
 
 /// What a partition task needs; cheap to clone.
-#[derive(Clone)]
-pub struct PartitionCtx {
-    pub applier: Arc<Applier>,
+pub struct PartitionCtx<R = AnyReplica> {
+    pub applier: Arc<Applier<R>>,
     pub consumer: Arc<RouterConsumer>,
     pub health: Health,
     pub batch_max_rows: usize,
     pub batch_max_wait: Duration,
     pub max_backoff: Duration,
+}
+
+impl<R> Clone for PartitionCtx<R> {
+    fn clone(&self) -> Self {
+        PartitionCtx {
+            applier: Arc::clone(&self.applier),
+            consumer: Arc::clone(&self.consumer),
+            health: self.health.clone(),
+            batch_max_rows: self.batch_max_rows,
+            batch_max_wait: self.batch_max_wait,
+            max_backoff: self.max_backoff,
+        }
+    }
 }
 
 /// Why the loop ended.
@@ -41,8 +54,8 @@ enum Stop {
     Failed(RouterError),
 }
 
-pub async fn run(
-    ctx: PartitionCtx,
+pub async fn run<R: Replica>(
+    ctx: PartitionCtx<R>,
     partition: i32,
     queue: PartitionQueue,
     cancel: CancellationToken,
@@ -62,8 +75,8 @@ pub async fn run(
     metrics::gauge!(m::PARTITIONS_ASSIGNED).decrement(1.0);
 }
 
-struct Task {
-    ctx: PartitionCtx,
+struct Task<R> {
+    ctx: PartitionCtx<R>,
     partition: i32,
     cancel: CancellationToken,
     /// The position this task last wrote to (or read from) the replica; every apply checks the
@@ -76,7 +89,7 @@ struct Task {
     done_spans: Vec<(tracing::Span, Option<String>)>,
 }
 
-impl Task {
+impl<R: Replica> Task<R> {
     fn topic(&self) -> &str {
         &self.ctx.applier.topic
     }
@@ -254,14 +267,14 @@ impl Task {
         &mut self,
         batch: &mut Batch,
         partial: bool,
-        truncate_arrival: Option<(&str, Lsn)>,
+        arrival: Option<(&str, Lsn)>,
     ) -> Result<(), Stop> {
-        if !batch.has_work(partial) && truncate_arrival.is_none() {
+        if !batch.has_work(partial) && arrival.is_none() {
             return Ok(());
         }
         let mut flush: Flush = batch.take_flush(partial);
         let needs_write = !flush.rows.is_empty()
-            || truncate_arrival.is_some()
+            || arrival.is_some()
             || flush.position != batch.applied();
         if needs_write {
             let applier = Arc::clone(&self.ctx.applier);
@@ -269,7 +282,7 @@ impl Task {
             let applied = self
                 .retry("applying a batch", || {
                     applier
-                        .apply(self.partition, &self.durable, &flush, truncate_arrival)
+                        .apply(self.partition, &self.durable, &flush, arrival)
                         .instrument(span.clone())
                 })
                 .await;
@@ -328,7 +341,7 @@ impl Task {
                 .retry("reading the truncate barrier", || {
                     applier
                         .replica
-                        .truncate_state(&applier.topic, &table, t.lsn)
+                        .barrier_state(&applier.topic, &table, t.lsn)
                 })
                 .await?;
             if done {
@@ -349,7 +362,7 @@ impl Task {
                     .await?;
                 let did = self
                     .retry("truncating", || {
-                        applier.replica.truncate_once(
+                        applier.replica.barrier_once(
                             &applier.topic,
                             &table,
                             t.lsn,
