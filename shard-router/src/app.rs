@@ -19,6 +19,7 @@ use crate::error::RouterError;
 use crate::metrics as m;
 use crate::partition::{self, PartitionCtx};
 use crate::replica::AnyReplica;
+use crate::stream::KafkaPartition;
 
 /// Runs the router until SIGTERM/SIGINT (returns `Ok`) or a definite start-up error.
 pub async fn run(config: Config) -> Result<(), RouterError> {
@@ -68,7 +69,6 @@ async fn serve(
 
     let ctx = PartitionCtx {
         applier,
-        consumer: Arc::clone(&consumer),
         health: health.clone(),
         batch_max_rows: config.batch_max_rows,
         batch_max_wait: config.batch_max_wait,
@@ -78,7 +78,14 @@ async fn serve(
         control_rx,
         shutdown.clone(),
         config.shutdown_timeout,
-        move |p, queue, token| tokio::spawn(partition::run(ctx.clone(), p, queue, token)),
+        {
+            let consumer = Arc::clone(&consumer);
+            let topic = topic.clone();
+            move |p, queue, token| {
+                let stream = KafkaPartition::new(queue, Arc::clone(&consumer), topic.clone(), p);
+                tokio::spawn(partition::run(ctx.clone(), p, stream, token))
+            }
+        },
     ));
 
     // The main queue serves rebalances and errors; partition messages go to the partition queues. A

@@ -2,7 +2,7 @@
 //! flush (DDL first, then one transaction with the rows and the position) and a truncate.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use shared::{Lsn, RowOp};
 
@@ -12,7 +12,7 @@ use crate::error::{is_transient, Position, RouterError};
 use crate::metrics as m;
 use crate::plan::{plan, Statement};
 use crate::replica::{AnyReplica, Outcome, Replica};
-use crate::sql::{self, TableName};
+use crate::sql::{self, TableDef, TableName};
 
 /// The replica and its catalog, shared by every partition task of the process.
 #[derive(Debug)]
@@ -177,14 +177,26 @@ impl<R: Replica> Applier<R> {
     }
 
     /// The statement that empties a source table on the replica, if the replica has it.
-    pub async fn delete_all(&self, name: &TableName) -> Result<Option<String>, RouterError> {
+    pub async fn delete_all(&self, name: &TableName) -> Result<Option<Statement>, RouterError> {
         let dialect = self.replica.dialect();
         let (rschema, rtable) = sql::replica_table(dialect, name);
-        Ok(self
+        if self
             .replica
             .existing_columns(rschema, &rtable)
             .await?
-            .map(|_| sql::delete_all(dialect, name)))
+            .is_none()
+        {
+            return Ok(None);
+        }
+        // A table the replica has but this process has not written yet is emptied all the same.
+        let def = self.catalog().lookup(name).cloned().unwrap_or_else(|| {
+            Arc::new(TableDef {
+                name: name.clone(),
+                columns: Vec::new(),
+                pk: Vec::new(),
+            })
+        });
+        Ok(Some(Statement::delete_all(dialect, def)))
     }
 }
 

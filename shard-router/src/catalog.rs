@@ -11,6 +11,7 @@
 //! in order, and if that fails call [`Catalog::forget`] so the table is looked at afresh next time.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use shared::{Column, RowChange};
 
@@ -56,7 +57,8 @@ pub struct Catalog {
 
 #[derive(Clone, Debug)]
 struct Entry {
-    def: TableDef,
+    /// Shared with the statements planned from it; copied on write by [`Catalog::reconcile`].
+    def: Arc<TableDef>,
     /// Column names the replica table has (introspected or added by us), compared per dialect.
     present: Vec<String>,
     /// `def.columns` by name: `needs_ddl` runs for every event.
@@ -66,11 +68,11 @@ struct Entry {
 impl Entry {
     fn new(name: TableName, present: Vec<String>) -> Self {
         Entry {
-            def: TableDef {
+            def: Arc::new(TableDef {
                 name,
                 columns: Vec::new(),
                 pk: Vec::new(),
-            },
+            }),
             present,
             index: HashMap::new(),
         }
@@ -96,7 +98,7 @@ impl Catalog {
     }
 
     /// The definition of a table, if the catalog knows it.
-    pub fn lookup(&self, name: &TableName) -> Option<&TableDef> {
+    pub fn lookup(&self, name: &TableName) -> Option<&Arc<TableDef>> {
         self.tables.get(name).map(|e| &e.def)
     }
 
@@ -156,7 +158,8 @@ impl Catalog {
         }
         let added = add_columns(dialect, &mut next, &columns, &pk)?;
         if create_entry {
-            next.def.pk = pk_indices(&next.def, &pk);
+            let pk = pk_indices(&next.def, &pk);
+            Arc::make_mut(&mut next.def).pk = pk;
         }
         let mut ddl = Vec::new();
         if create {
@@ -255,12 +258,13 @@ fn add_columns(
             });
         }
         let in_pk = pk.contains(&c.name.as_str());
-        entry.def.columns.push(ColumnDef {
+        let def = Arc::make_mut(&mut entry.def);
+        def.columns.push(ColumnDef {
             name: c.name.clone(),
             source_type: c.type_name.clone(),
             ty: map_column(dialect, &c.type_name, c.typeoid, in_pk),
         });
-        let i = entry.def.columns.len() - 1;
+        let i = def.columns.len() - 1;
         entry.index.insert(c.name.clone(), i);
         added.push(i);
     }

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod apply;
+pub mod barrier;
 pub mod batch;
 pub mod catalog;
 pub mod config;
@@ -19,5 +20,8 @@ pub mod partition;
 pub mod pgarray;
 pub mod plan;
 pub mod replica;
+pub mod retry;
 pub mod sql;
+pub mod stream;
+pub mod trace;
 pub mod types;

@@ -13,6 +13,7 @@
 //!   `-0` = `0`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use shared::{Action, Column, RowChange, RowOp};
 
@@ -31,10 +32,32 @@ pub struct Statement {
     pub binds: Vec<Bind>,
     /// What the statement does, for spans and metrics.
     pub kind: StatementKind,
-    /// The source table it applies to.
-    pub table: TableName,
+    /// The table it applies to, as the catalog knew it when planning.
+    pub def: Arc<TableDef>,
+    /// The columns (indices into `def.columns`) each row binds, in bind order: for `DeleteByKey` the
+    /// key, for `DeleteOne` the non-null columns of the old row, none for `DeleteAll`.
+    pub columns: Vec<usize>,
     /// How many rows the statement carries (1 for the single-row kinds).
     pub rows: usize,
+}
+
+impl Statement {
+    /// The source table it applies to.
+    pub fn table(&self) -> &TableName {
+        &self.def.name
+    }
+
+    /// The statement that empties a table.
+    pub fn delete_all(dialect: Dialect, def: Arc<TableDef>) -> Statement {
+        Statement {
+            sql: sql::delete_all(dialect, &def.name),
+            binds: Vec::new(),
+            kind: StatementKind::DeleteAll,
+            def,
+            columns: Vec::new(),
+            rows: 1,
+        }
+    }
 }
 
 /// The shape of a [`Statement`].
@@ -133,7 +156,7 @@ type Row = Vec<(usize, Bind)>;
 /// Consecutive rows that become one statement (or several, split at the bind limit).
 struct Run<'c> {
     kind: RunKind,
-    def: &'c TableDef,
+    def: &'c Arc<TableDef>,
     /// Column indices, ascending; for `DeleteByKey` the key columns.
     columns: Vec<usize>,
     rows: Vec<Vec<Bind>>,
@@ -172,7 +195,7 @@ impl<'c> Planner<'c> {
 
     fn with_key(
         &mut self,
-        def: &'c TableDef,
+        def: &'c Arc<TableDef>,
         new: Option<Row>,
         old: Option<Row>,
     ) -> Result<(), PlanCause> {
@@ -199,7 +222,7 @@ impl<'c> Planner<'c> {
 
     fn without_key(
         &mut self,
-        def: &'c TableDef,
+        def: &'c Arc<TableDef>,
         action: Action,
         new: Option<Row>,
         old: Option<Row>,
@@ -214,7 +237,18 @@ impl<'c> Planner<'c> {
                 .filter(|(_, b)| *b != Bind::Null)
                 .map(|(_, b)| b.clone());
             let sql = sql::delete_one_by_identity(self.dialect, def, &columns);
-            self.emit(StatementKind::DeleteOne, def, sql, binds.collect(), 1);
+            let bound = old
+                .iter()
+                .filter(|(_, b)| *b != Bind::Null)
+                .map(|(i, _)| *i);
+            self.emit(
+                StatementKind::DeleteOne,
+                def,
+                sql,
+                binds.collect(),
+                bound.collect(),
+                1,
+            );
         }
         if let Some(mut new) = new {
             if let Some(old) = &old {
@@ -264,7 +298,7 @@ impl<'c> Planner<'c> {
     fn push(
         &mut self,
         kind: RunKind,
-        def: &'c TableDef,
+        def: &'c Arc<TableDef>,
         columns: Vec<usize>,
         binds: Vec<Bind>,
         key: Option<Vec<KeyPart>>,
@@ -321,23 +355,32 @@ impl<'c> Planner<'c> {
                     sql::delete_by_key(d, run.def, rows.len()),
                 ),
             };
-            self.emit(kind, run.def, sql, rows.concat(), rows.len());
+            self.emit(
+                kind,
+                run.def,
+                sql,
+                rows.concat(),
+                run.columns.clone(),
+                rows.len(),
+            );
         }
     }
 
     fn emit(
         &mut self,
         kind: StatementKind,
-        def: &TableDef,
+        def: &Arc<TableDef>,
         sql: String,
         binds: Vec<Bind>,
+        columns: Vec<usize>,
         rows: usize,
     ) {
         self.out.push(Statement {
             sql,
             binds,
             kind,
-            table: def.name.clone(),
+            def: Arc::clone(def),
+            columns,
             rows,
         });
     }

@@ -108,7 +108,7 @@ fn merges_consecutive_upserts_into_one_statement() {
         ]
     );
     assert_eq!(
-        (out[0].kind, out[0].rows, out[0].table.to_string()),
+        (out[0].kind, out[0].rows, out[0].table().to_string()),
         (StatementKind::Upsert, 3, "public.k".to_owned())
     );
 }
@@ -345,7 +345,7 @@ fn different_tables_are_never_merged() {
     let mut c = catalog(Postgres);
     c.reconcile(&changes[1], None).unwrap();
     let out = plan(&c, &changes).unwrap();
-    let tables: Vec<String> = out.iter().map(|s| s.table.name.clone()).collect();
+    let tables: Vec<String> = out.iter().map(|s| s.table().name.clone()).collect();
     assert_eq!(tables, ["k", "k2", "k"]);
 }
 

@@ -136,14 +136,10 @@ where
         topic: &str,
         key: &str,
         lsn: Lsn,
-        action: Option<&str>,
+        action: Option<&Statement>,
     ) -> Result<bool, RouterError> {
         let claim = bookkeeping::barrier_claim(self.dialect, topic, key, lsn);
-        let action = action.map(|sql| Bookkeeping {
-            sql: sql.to_owned(),
-            binds: Vec::new(),
-        });
-        claim_then(&self.pool, &claim, action.as_ref())
+        claim_then(&self.pool, &claim, action)
             .await
             .map_err(|e| RouterError::replica(format!("completing the barrier of {key}"), e))
     }
@@ -405,10 +401,10 @@ impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
 
 /// Runs `claim` and, only if it affected a row, `then`, in one transaction; returns whether it did.
 /// The claim is an insert that ignores a conflicting row, so exactly one caller wins.
-async fn claim_then<DB>(
+async fn claim_then<DB, S: SqlText>(
     pool: &Pool<DB>,
     claim: &Bookkeeping,
-    then: Option<&Bookkeeping>,
+    then: Option<&S>,
 ) -> Result<bool, sqlx::Error>
 where
     DB: Database,

@@ -95,14 +95,14 @@ pub trait Replica: Send + Sync + 'static {
         lsn: Lsn,
     ) -> impl Future<Output = Result<(i64, bool), RouterError>> + Send;
 
-    /// Marks the barrier done and runs `action` (a statement, if any) in one transaction, unless
-    /// another partition already did; returns whether this call did it.
+    /// Marks the barrier done and runs `action` (if any) in one transaction, unless another partition
+    /// already did; returns whether this call did it.
     fn barrier_once(
         &self,
         topic: &str,
         key: &str,
         lsn: Lsn,
-        action: Option<&str>,
+        action: Option<&Statement>,
     ) -> impl Future<Output = Result<bool, RouterError>> + Send;
 }
 
@@ -224,7 +224,7 @@ impl Replica for AnyReplica {
         topic: &str,
         key: &str,
         lsn: Lsn,
-        action: Option<&str>,
+        action: Option<&Statement>,
     ) -> Result<bool, RouterError> {
         match self {
             AnyReplica::MySql(r) => r.barrier_once(topic, key, lsn, action).await,

@@ -114,7 +114,7 @@ impl Replica for PostgresReplica {
         topic: &str,
         key: &str,
         lsn: Lsn,
-        action: Option<&str>,
+        action: Option<&Statement>,
     ) -> Result<bool, RouterError> {
         self.sql.barrier_once(topic, key, lsn, action).await
     }

@@ -116,7 +116,7 @@ impl Replica for SqliteReplica {
         topic: &str,
         key: &str,
         lsn: Lsn,
-        action: Option<&str>,
+        action: Option<&Statement>,
     ) -> Result<bool, RouterError> {
         self.sql.barrier_once(topic, key, lsn, action).await
     }

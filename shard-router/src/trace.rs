@@ -1,0 +1,104 @@
+//! Traces of the partition loop: a `process <topic>` span per source transaction, child of the
+//! producer's `send` span (its `traceparent` header), kept open until the transaction is committed to
+//! the replica; and an `apply batch` span per replica transaction, child of the first source
+//! transaction it applies and linked to the others. Nothing is built unless traces are exported.
+
+use shared::Action;
+
+use crate::stream::Inbound;
+
+/// The spans of the source transactions a partition task is processing, each with its producer's
+/// `traceparent`.
+#[derive(Default)]
+pub struct FrameSpans {
+    /// The open frame's.
+    open: Option<(tracing::Span, Option<String>)>,
+    /// Those of complete frames not yet committed.
+    done: Vec<(tracing::Span, Option<String>)>,
+}
+
+impl FrameSpans {
+    /// Opens a span at each begin and moves it to the complete ones at its commit.
+    pub fn frame(
+        &mut self,
+        action: Action,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        traceparent: Option<String>,
+    ) {
+        if !shared::telemetry::exporting_traces() {
+            return;
+        }
+        match action {
+            Action::Begin => {
+                let span = tracing::info_span!(
+                    "process",
+                    otel.name = format!("process {topic}"),
+                    otel.kind = "consumer",
+                    messaging.system = "kafka",
+                    messaging.operation.type = "process",
+                    messaging.operation.name = "process",
+                    messaging.destination.name = topic,
+                    messaging.destination.partition.id = partition,
+                    messaging.kafka.offset = offset,
+                );
+                shared::propagation::set_parent(&span, traceparent.as_deref());
+                // A frame cut by this begin ends here (it is re-sent whole later).
+                self.open = Some((span, traceparent));
+            }
+            Action::Commit => {
+                if let Some(open) = self.open.take() {
+                    self.done.push(open);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The complete frames are committed to the replica: their spans end.
+    pub fn committed(&mut self) {
+        self.done.clear();
+    }
+
+    /// The database span of one replica transaction of `rows` rows on a `db_system` replica.
+    pub fn db_span(&self, db_system: &'static str, rows: usize) -> tracing::Span {
+        if !shared::telemetry::exporting_traces() {
+            return tracing::Span::none();
+        }
+        let mut frames = self.done.iter().chain(self.open.iter());
+        let span = match frames.next() {
+            Some((parent, _)) => tracing::info_span!(
+                parent: parent,
+                "apply",
+                otel.name = "apply batch",
+                otel.kind = "client",
+                db.system.name = db_system,
+                db.operation.name = "apply",
+                cascade.rows = rows,
+            ),
+            None => tracing::info_span!(
+                "apply",
+                otel.name = "apply batch",
+                otel.kind = "client",
+                db.system.name = db_system,
+                db.operation.name = "apply",
+                cascade.rows = rows,
+            ),
+        };
+        for (_, trace) in frames {
+            shared::propagation::add_link(&span, trace.as_deref());
+        }
+        span
+    }
+}
+
+/// The `traceparent` header of a message, when traces are exported.
+pub fn traceparent(msg: &impl Inbound) -> Option<String> {
+    if !shared::telemetry::exporting_traces() {
+        return None;
+    }
+    msg.header(shared::propagation::TRACEPARENT)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
+}
