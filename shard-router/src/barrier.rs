@@ -67,7 +67,9 @@ impl Barrier<'_> {
                 };
             }
             if let Some(n) = partitions.filter(|&n| arrived >= n as i64) {
-                let action = retry.run("preparing a barrier's action", &mut action).await?;
+                let action = retry
+                    .run("preparing a barrier's action", &mut action)
+                    .await?;
                 let did = retry
                     .run("completing a barrier", || {
                         replica.barrier_once(self.topic, self.key, self.lsn, action.as_ref())

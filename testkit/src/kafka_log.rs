@@ -1,6 +1,7 @@
-//! An in-memory Kafka log: topics of partitions of records with offsets, for unit tests of code that
-//! produces or consumes Cascade's change stream without a broker. [`MemoryLog::frames`] reads a
-//! partition the way docs/event-format.md tells consumers to (skip re-sent frames, discard cut ones).
+//! An in-memory Kafka log: topics of partitions of records with offsets, and consumer groups'
+//! committed offsets, for unit tests of code that produces or consumes Cascade's change stream without
+//! a broker. [`MemoryLog::frames`] reads a partition the way docs/event-format.md tells consumers to
+//! (skip re-sent frames, discard cut ones).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,10 +20,14 @@ pub struct Record {
 /// (topic, partition) → its records.
 type Partitions = BTreeMap<(String, i32), Vec<Record>>;
 
-/// Topics → partitions → records. Cloning shares the log.
+/// (group, topic, partition) → the committed offset (the next one to read).
+type GroupOffsets = BTreeMap<(String, String, i32), i64>;
+
+/// Topics → partitions → records, and the consumer groups' committed offsets. Cloning shares the log.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryLog {
     partitions: Arc<Mutex<Partitions>>,
+    offsets: Arc<Mutex<GroupOffsets>>,
 }
 
 /// A source transaction as one partition holds it once the consumer rules are applied.
@@ -66,6 +71,41 @@ impl MemoryLog {
             .get(&(topic.to_owned(), partition))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The record at `offset` of a partition, if it exists yet.
+    pub fn record(&self, topic: &str, partition: i32, offset: i64) -> Option<Record> {
+        let parts = self.partitions.lock().unwrap();
+        let records = parts.get(&(topic.to_owned(), partition))?;
+        usize::try_from(offset)
+            .ok()
+            .and_then(|i| records.get(i))
+            .cloned()
+    }
+
+    /// The offset after the last record of a partition (0 when empty).
+    pub fn end(&self, topic: &str, partition: i32) -> i64 {
+        let parts = self.partitions.lock().unwrap();
+        parts
+            .get(&(topic.to_owned(), partition))
+            .map_or(0, |r| r.len() as i64)
+    }
+
+    /// Commits a consumer group's offset (the next one to read) for a partition.
+    pub fn commit(&self, group: &str, topic: &str, partition: i32, offset: i64) {
+        self.offsets
+            .lock()
+            .unwrap()
+            .insert((group.to_owned(), topic.to_owned(), partition), offset);
+    }
+
+    /// A consumer group's committed offset for a partition, if it committed one.
+    pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        self.offsets
+            .lock()
+            .unwrap()
+            .get(&(group.to_owned(), topic.to_owned(), partition))
+            .copied()
     }
 
     /// The partitions of a topic that hold records.

@@ -8,6 +8,7 @@
 
 pub mod compare;
 pub mod kafka_log;
+pub mod memory_replica;
 pub mod slot;
 
 use std::collections::BTreeMap;
