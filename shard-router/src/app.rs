@@ -83,7 +83,9 @@ async fn serve(
             let topic = topic.clone();
             move |p, queue, token| {
                 let stream = KafkaPartition::new(queue, Arc::clone(&consumer), topic.clone(), p);
-                tokio::spawn(partition::run(ctx.clone(), p, stream, token))
+                let run = partition::run(ctx.clone(), p, stream, token);
+                // A stopped partition has logged its error; it is revoked or shut down by now.
+                tokio::spawn(async move { drop(run.await) })
             }
         },
     ));

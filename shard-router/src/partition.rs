@@ -46,13 +46,13 @@ impl<R> Clone for PartitionCtx<R> {
 }
 
 /// Runs the partition until `cancel` (revocation or shutdown). At an event it cannot apply it stops,
-/// pauses the partition and waits for `cancel`.
+/// pauses the partition and waits for `cancel`, then returns the error it stopped at.
 pub async fn run<R: Replica, S: PartitionStream>(
     ctx: PartitionCtx<R>,
     partition: i32,
     mut stream: S,
     cancel: CancellationToken,
-) {
+) -> Result<(), RouterError> {
     metrics::gauge!(m::PARTITIONS_ASSIGNED).increment(1.0);
     let mut task = Task {
         retry: Retry {
@@ -66,10 +66,15 @@ pub async fn run<R: Replica, S: PartitionStream>(
         durable: AppliedPosition::default(),
         spans: FrameSpans::default(),
     };
-    if let Stop::Failed(error) = task.run(&mut stream).await {
-        task.stop_at(&stream, error).await;
-    }
+    let result = match task.run(&mut stream).await {
+        Stop::Cancelled => Ok(()),
+        Stop::Failed(error) => {
+            task.stop_at(&stream, &error).await;
+            Err(error)
+        }
+    };
     metrics::gauge!(m::PARTITIONS_ASSIGNED).decrement(1.0);
+    result
 }
 
 struct Task<R> {
@@ -319,11 +324,11 @@ impl<R: Replica> Task<R> {
 
     /// A definite error: the partition stops here, paused, until it is revoked; nothing after the
     /// event is applied and its offset is not stored.
-    async fn stop_at<S: PartitionStream>(&self, stream: &S, error: RouterError) {
+    async fn stop_at<S: PartitionStream>(&self, stream: &S, error: &RouterError) {
         metrics::counter!(m::ERRORS, "kind" => error.kind()).increment(1);
         tracing::error!(
             partition = self.partition,
-            error = shared::service::error_chain(&error),
+            error = shared::service::error_chain(error),
             "partition stopped: fix the cause, then restart the router"
         );
         self.ctx.health.stopped(true);
@@ -332,3 +337,6 @@ impl<R: Replica> Task<R> {
         self.ctx.health.stopped(false);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,343 @@
+//! The partition loop driven by in-memory stand-ins (no services): a partition of testkit's Kafka log
+//! as input and testkit's in-memory replica as output. Each test asserts exactly what the replica
+//! holds in the end.
+
+mod fakes;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shared::{Lsn, FORMAT_HEADER, FORMAT_VERSION};
+use testkit::kafka_log::MemoryLog;
+use testkit::memory_replica::{Fault, MemoryReplica};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{run, PartitionCtx};
+use crate::apply::Applier;
+use crate::consume::Health;
+use crate::error::RouterError;
+use fakes::{Fake, MemoryStream, GROUP};
+
+const TOPIC: &str = "cascade.main";
+
+/// Writes what cdc writes: each partition's part of a transaction between its `B` and `C`.
+struct Source {
+    log: MemoryLog,
+}
+
+impl Source {
+    fn new() -> Self {
+        Source {
+            log: MemoryLog::new(),
+        }
+    }
+
+    fn append(&self, partition: i32, json: &str) {
+        let headers = vec![(FORMAT_HEADER.to_owned(), FORMAT_VERSION.as_bytes().to_vec())];
+        self.log
+            .append(TOPIC, partition, None, json.as_bytes(), headers);
+    }
+
+    fn boundary(&self, partition: i32, action: &str, lsn: u64) {
+        let (at, next) = (Lsn(lsn), Lsn(lsn + 8));
+        self.append(
+            partition,
+            &format!(r#"{{"action":"{action}","xid":{lsn},"lsn":"{at}","nextlsn":"{next}"}}"#),
+        );
+    }
+
+    /// A whole transaction committed at `lsn`.
+    fn txn(&self, partition: i32, lsn: u64, changes: &[String]) {
+        self.cut(partition, lsn, changes);
+        self.boundary(partition, "C", lsn);
+    }
+
+    /// The start of a transaction whose `C` never came (cdc was cut off).
+    fn cut(&self, partition: i32, lsn: u64, changes: &[String]) {
+        self.boundary(partition, "B", lsn);
+        for change in changes {
+            self.append(partition, change);
+        }
+    }
+
+    fn end(&self, partition: i32) -> i64 {
+        self.log.end(TOPIC, partition)
+    }
+}
+
+/// `public.t` has the primary key `id`.
+fn upsert(id: i64, v: &str) -> String {
+    format!(
+        r#"{{"action":"I","schema":"public","table":"t","columns":[{{"name":"id","type":"integer","typeoid":23,"value":{id}}},{{"name":"v","type":"text","typeoid":25,"value":"{v}"}}],"pk":[{{"name":"id","type":"integer","typeoid":23}}]}}"#
+    )
+}
+
+fn delete(id: i64) -> String {
+    format!(
+        r#"{{"action":"D","schema":"public","table":"t","identity":[{{"name":"id","type":"integer","typeoid":23,"value":{id}}}],"pk":[{{"name":"id","type":"integer","typeoid":23}}]}}"#
+    )
+}
+
+fn truncate(lsn: u64) -> String {
+    format!(
+        r#"{{"action":"T","lsn":"{}","schema":"public","table":"t"}}"#,
+        Lsn(lsn)
+    )
+}
+
+/// `public.events` has no key: a row applied twice shows twice.
+fn event(n: i64) -> String {
+    format!(
+        r#"{{"action":"I","schema":"public","table":"events","columns":[{{"name":"n","type":"integer","typeoid":23,"value":{n}}}]}}"#
+    )
+}
+
+fn row(id: i64, v: &str) -> String {
+    format!("id={id} v={v}")
+}
+
+/// One router process on `replica`.
+fn ctx(replica: &MemoryReplica, batch_max_rows: usize) -> PartitionCtx<Fake> {
+    PartitionCtx {
+        applier: Arc::new(Applier::new(Fake(replica.clone()), TOPIC.to_owned()).unwrap()),
+        health: Health::default(),
+        batch_max_rows,
+        batch_max_wait: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+    }
+}
+
+struct Task {
+    cancel: CancellationToken,
+    handle: JoinHandle<Result<(), RouterError>>,
+    paused: Arc<AtomicBool>,
+}
+
+/// Starts a partition task reading from `from`.
+fn start(
+    ctx: &PartitionCtx<Fake>,
+    source: &Source,
+    partition: i32,
+    from: i64,
+    partitions: usize,
+) -> Task {
+    let cancel = CancellationToken::new();
+    let paused = Arc::new(AtomicBool::new(false));
+    let stream = MemoryStream {
+        log: source.log.clone(),
+        topic: TOPIC.to_owned(),
+        partition,
+        next: from,
+        partitions,
+        paused: Arc::clone(&paused),
+    };
+    let handle = tokio::spawn(run(ctx.clone(), partition, stream, cancel.clone()));
+    Task {
+        cancel,
+        handle,
+        paused,
+    }
+}
+
+impl Task {
+    /// Revokes the partition (or shuts down) and waits for the task.
+    async fn stop(self) -> Result<(), RouterError> {
+        self.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.handle)
+            .await
+            .expect("the partition task did not stop within 5 s")
+            .expect("the partition task panicked")
+    }
+}
+
+/// Waits (at most 5 s) until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn committed(source: &Source, partition: i32) -> i64 {
+    source
+        .log
+        .committed(GROUP, TOPIC, partition)
+        .unwrap_or_default()
+}
+
+fn commit_lsn(replica: &MemoryReplica, partition: i32) -> i64 {
+    replica.position(TOPIC, partition).0
+}
+
+#[tokio::test]
+async fn a_crash_mid_transaction_and_a_restart_from_an_older_offset_end_with_the_same_replica() {
+    let source = Source::new();
+    source.txn(0, 0x10, &[event(1), event(2)]);
+    // cdc is still sending 0x20 when the router crashes.
+    source.cut(0, 0x20, &[event(3), event(4), event(5)]);
+    let replica = MemoryReplica::new();
+    // Batches of 2: 0x20 is applied in chunks, each recording how many of its rows are applied.
+    let first = start(&ctx(&replica, 2), &source, 0, 0, 1);
+    until("the first chunk of 0x20", || {
+        replica.position(TOPIC, 0) == (0x10, 0x20, 2)
+    })
+    .await;
+    first.handle.abort(); // a crash: nothing more is applied or stored
+    let _ = first.handle.await;
+    assert_eq!(committed(&source, 0), 4, "the offset after 0x10's commit");
+    for n in [6, 7] {
+        source.append(0, &event(n));
+    }
+    source.boundary(0, "C", 0x20);
+    source.txn(0, 0x30, &[event(8)]);
+
+    // The restarted router reads from an older offset than the one committed: the replica's
+    // position decides what is skipped.
+    let second = start(&ctx(&replica, 2), &source, 0, 0, 1);
+    until("0x30", || commit_lsn(&replica, 0) == 0x30).await;
+    second.stop().await.unwrap();
+    let events: Vec<String> = (1..=8).map(|n| format!("n={n}")).collect();
+    assert_eq!(replica.rows("public.events"), events);
+    assert_eq!(replica.position(TOPIC, 0), (0x30, 0, 0));
+    assert_eq!(committed(&source, 0), source.end(0));
+
+    // Once more from the start, with lost connections: nothing changes, nothing is rewritten.
+    let commits = replica.commits();
+    replica.fail_next(Fault::BeforeCommit);
+    let third = start(&ctx(&replica, 2), &source, 0, 0, 1);
+    until("the whole partition read again", || {
+        committed(&source, 0) == source.end(0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    third.stop().await.unwrap();
+    assert_eq!(replica.rows("public.events"), events);
+    assert_eq!(replica.commits(), commits);
+
+    // A commit whose answer is lost is found applied on retry, not applied twice.
+    source.txn(0, 0x40, &[event(9)]);
+    replica.fail_next(Fault::AfterCommit);
+    let fourth = start(&ctx(&replica, 2), &source, 0, committed(&source, 0), 1);
+    until("0x40", || committed(&source, 0) == source.end(0)).await;
+    fourth.stop().await.unwrap();
+    let mut events = events;
+    events.push("n=9".to_owned());
+    assert_eq!(replica.rows("public.events"), events);
+    assert_eq!(replica.position(TOPIC, 0), (0x40, 0, 0));
+}
+
+#[tokio::test]
+async fn a_cut_frame_is_dropped_and_its_resent_copy_applied_once() {
+    let source = Source::new();
+    source.txn(0, 0x10, &[upsert(1, "a")]);
+    // B without C, then cdc re-sends the transaction from its B. (The cut copy differs here only so
+    // that a row kept from it would show.)
+    source.cut(0, 0x20, &[upsert(9, "ghost"), event(1)]);
+    source.txn(0, 0x20, &[upsert(2, "b"), event(2)]);
+    source.txn(0, 0x30, &[delete(1), upsert(3, "c")]);
+    let replica = MemoryReplica::new();
+    let task = start(&ctx(&replica, 100), &source, 0, 0, 1);
+    until("0x30", || commit_lsn(&replica, 0) == 0x30).await;
+    task.stop().await.unwrap();
+    assert_eq!(replica.rows("public.t"), [row(2, "b"), row(3, "c")]);
+    assert_eq!(replica.rows("public.events"), ["n=2"]);
+    assert_eq!(committed(&source, 0), source.end(0));
+}
+
+#[tokio::test]
+async fn a_refused_value_stops_the_partition_at_it_after_applying_what_came_before() {
+    let source = Source::new();
+    source.txn(0, 0x10, &[upsert(1, "a")]); // offsets 0-2
+    source.txn(0, 0x20, &[upsert(2, "ok"), upsert(3, "bad")]); // 3-6: the refused value at 5
+    source.txn(0, 0x30, &[upsert(4, "d")]);
+    let replica = MemoryReplica::new();
+    replica.refuse("public.t", "v", "bad");
+    let task = start(&ctx(&replica, 100), &source, 0, 0, 1);
+    let paused = Arc::clone(&task.paused);
+    until("the partition to stop", || paused.load(Ordering::Relaxed)).await;
+    let error = task.stop().await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "cannot apply the event at topic cascade.main partition 0 offset 5 (table public.t): the replica refused it: value refused for column v"
+    );
+    assert!(!error.is_retryable());
+    assert_eq!(replica.rows("public.t"), [row(1, "a")]);
+    assert_eq!(replica.position(TOPIC, 0), (0x10, 0, 0));
+    assert_eq!(committed(&source, 0), 3, "the offset after 0x10's commit");
+}
+
+#[tokio::test]
+async fn a_revocation_waits_for_the_transaction_in_flight_and_the_next_owner_continues_exactly() {
+    let source = Source::new();
+    source.txn(0, 0x10, &[event(1), event(2), event(3)]);
+    source.txn(0, 0x20, &[event(4), event(5)]);
+    source.txn(0, 0x30, &[event(6)]);
+    let replica = MemoryReplica::new();
+    replica.hold();
+    // Batches of 2: the first two rows of 0x10 fill one, applied before 0x10's commit is read.
+    let first = start(&ctx(&replica, 2), &source, 0, 0, 1);
+    tokio::time::timeout(Duration::from_secs(5), replica.held(1))
+        .await
+        .expect("a transaction in flight");
+    first.cancel.cancel(); // the rebalance revokes the partition
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !first.handle.is_finished(),
+        "the task must not give the partition up while its transaction is in flight"
+    );
+    replica.release();
+    first.stop().await.unwrap();
+    assert_eq!(replica.rows("public.events"), ["n=1", "n=2"]);
+    assert_eq!(replica.position(TOPIC, 0), (0, 0x10, 2));
+    assert_eq!(
+        committed(&source, 0),
+        0,
+        "no source transaction is complete"
+    );
+
+    // Another member gets the partition and starts at the committed offset, mid-transaction.
+    let next_owner = start(&ctx(&replica, 2), &source, 0, committed(&source, 0), 1);
+    until("0x30", || commit_lsn(&replica, 0) == 0x30).await;
+    next_owner.stop().await.unwrap();
+    let events: Vec<String> = (1..=6).map(|n| format!("n={n}")).collect();
+    assert_eq!(replica.rows("public.events"), events);
+    assert_eq!(replica.position(TOPIC, 0), (0x30, 0, 0));
+    assert_eq!(committed(&source, 0), source.end(0));
+}
+
+#[tokio::test]
+async fn a_truncate_waits_for_every_partition_and_empties_the_table_once() {
+    let source = Source::new();
+    source.txn(0, 0x10, &[upsert(1, "a")]);
+    source.txn(1, 0x10, &[upsert(2, "b")]);
+    // cdc sends a truncate to every partition.
+    source.txn(0, 0x20, &[truncate(0x18)]);
+    source.txn(1, 0x20, &[truncate(0x18)]);
+    source.txn(0, 0x30, &[upsert(3, "c")]);
+    let replica = MemoryReplica::new();
+    let ctx = ctx(&replica, 100);
+    let p0 = start(&ctx, &source, 0, 0, 2);
+    until("partition 0 at the truncate", || {
+        replica.barrier_state(TOPIC, "public.t", 0x18) == (1, false)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Partition 1 has not applied its rows before the truncate: partition 0 waits, and applies
+    // nothing after it.
+    assert_eq!(replica.rows("public.t"), [row(1, "a")]);
+    assert_eq!(replica.barrier_actions(), 0);
+
+    let p1 = start(&ctx, &source, 1, 0, 2);
+    until("both partitions past the truncate", || {
+        commit_lsn(&replica, 0) == 0x30 && commit_lsn(&replica, 1) == 0x20
+    })
+    .await;
+    p0.stop().await.unwrap();
+    p1.stop().await.unwrap();
+    assert_eq!(replica.rows("public.t"), [row(3, "c")]);
+    assert_eq!(replica.barrier_actions(), 1);
+    assert_eq!(replica.barrier_state(TOPIC, "public.t", 0x18), (2, true));
+}

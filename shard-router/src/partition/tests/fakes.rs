@@ -1,0 +1,276 @@
+//! The partition loop's seams filled with testkit's in-memory stand-ins: [`Fake`] adapts the
+//! in-memory replica to [`Replica`] (statements become its ops, as a PostgreSQL replica would run
+//! them), [`MemoryStream`] reads a partition of the in-memory Kafka log and commits offsets to it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use shared::Lsn;
+use testkit::kafka_log::{MemoryLog, Record};
+use testkit::memory_replica::{self as mem, MemoryReplica, Op};
+
+use crate::batch::AppliedPosition;
+use crate::dialect::Dialect;
+use crate::error::RouterError;
+use crate::plan::{Statement, StatementKind};
+use crate::replica::{Outcome, Replica, StatementFailed};
+use crate::stream::{Inbound, PartitionStream};
+use crate::types::Bind;
+
+/// The consumer group the tests' streams commit to.
+pub(super) const GROUP: &str = "cascade.main.memory";
+
+/// The in-memory replica behind the [`Replica`] trait.
+pub(super) struct Fake(pub MemoryReplica);
+
+fn stored(p: &AppliedPosition) -> mem::Stored {
+    (
+        p.commit_lsn.0 as i64,
+        p.partial_lsn.0 as i64,
+        p.partial_rows as i64,
+    )
+}
+
+fn render(bind: &Bind) -> String {
+    match bind {
+        Bind::Null => "NULL".to_owned(),
+        Bind::Int(v) => v.to_string(),
+        Bind::Float(v) => v.to_string(),
+        Bind::Text(v) => v.clone(),
+        Bind::Bytes(v) => v.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+/// The ops of the statements, and the statement each op came from.
+fn ops(statements: &[Statement]) -> (Vec<Op>, Vec<usize>) {
+    let mut ops = Vec::new();
+    let mut owner = Vec::new();
+    for (index, s) in statements.iter().enumerate() {
+        let def = &s.def;
+        let table = def.name.to_string();
+        let name = |i: usize| def.columns[i].name.clone();
+        if s.kind == StatementKind::DeleteAll {
+            ops.push(Op::DeleteAll { table });
+            owner.push(index);
+            continue;
+        }
+        for chunk in s.binds.chunks(s.columns.len().max(1)) {
+            let row: Vec<(String, String)> = s
+                .columns
+                .iter()
+                .zip(chunk)
+                .map(|(&i, b)| (name(i), render(b)))
+                .collect();
+            let table = table.clone();
+            ops.push(match s.kind {
+                StatementKind::Upsert => Op::Upsert {
+                    table,
+                    key: def.pk.iter().map(|&i| name(i)).collect(),
+                    row,
+                },
+                StatementKind::Insert => Op::Insert { table, row },
+                StatementKind::DeleteByKey => Op::DeleteKey { table, key: row },
+                StatementKind::DeleteOne | StatementKind::DeleteAll => Op::DeleteRow { table, row },
+            });
+            owner.push(index);
+        }
+    }
+    (ops, owner)
+}
+
+/// What a refusal looks like to the router: a database error without a transient code.
+#[derive(Debug)]
+struct Refusal(String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl sqlx::error::DatabaseError for Refusal {
+    fn message(&self) -> &str {
+        &self.0
+    }
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        sqlx::error::ErrorKind::Other
+    }
+}
+
+fn lost() -> sqlx::Error {
+    sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())
+}
+
+fn failed(failure: mem::Failure, owner: &[usize]) -> StatementFailed {
+    match failure {
+        mem::Failure::Refused { op, message } => StatementFailed {
+            index: owner.get(op).copied(),
+            source: sqlx::Error::Database(Box::new(Refusal(message))),
+        },
+        mem::Failure::Lost => StatementFailed {
+            index: None,
+            source: lost(),
+        },
+    }
+}
+
+impl Replica for Fake {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn collation(&self) -> &str {
+        "utf8mb4_bin"
+    }
+
+    async fn run_ddl(&self, _statements: &[String]) -> Result<(), RouterError> {
+        // Tables appear with their first row.
+        Ok(())
+    }
+
+    async fn existing_columns(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Vec<String>>, RouterError> {
+        Ok(self
+            .0
+            .columns(&format!("{}.{name}", schema.unwrap_or("public"))))
+    }
+
+    async fn position(&self, topic: &str, partition: i32) -> Result<AppliedPosition, RouterError> {
+        let (c, p, r) = self.0.position(topic, partition);
+        Ok(AppliedPosition {
+            commit_lsn: Lsn(c as u64),
+            partial_lsn: Lsn(p as u64),
+            partial_rows: r as u64,
+        })
+    }
+
+    async fn apply(
+        &self,
+        statements: &[Statement],
+        topic: &str,
+        partition: i32,
+        before: &AppliedPosition,
+        position: &AppliedPosition,
+        arrival: Option<(&str, Lsn)>,
+    ) -> Result<Outcome, StatementFailed> {
+        let (ops, owner) = ops(statements);
+        let txn = mem::Txn {
+            topic,
+            partition,
+            before: stored(before),
+            after: stored(position),
+            arrival: arrival.map(|(key, lsn)| (key, lsn.0 as i64)),
+            ops,
+        };
+        match self.0.apply(txn).await {
+            Ok(mem::Outcome::Applied) => Ok(Outcome::Applied),
+            Ok(mem::Outcome::AlreadyApplied) => Ok(Outcome::AlreadyApplied),
+            Ok(mem::Outcome::Moved(found)) => Ok(Outcome::Moved(found)),
+            Err(failure) => Err(failed(failure, &owner)),
+        }
+    }
+
+    async fn dry_run(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
+        let (ops, owner) = ops(statements);
+        self.0.dry_run(&ops).map_err(|f| failed(f, &owner))
+    }
+
+    async fn barrier_state(
+        &self,
+        topic: &str,
+        key: &str,
+        lsn: Lsn,
+    ) -> Result<(i64, bool), RouterError> {
+        Ok(self.0.barrier_state(topic, key, lsn.0 as i64))
+    }
+
+    async fn barrier_once(
+        &self,
+        topic: &str,
+        key: &str,
+        lsn: Lsn,
+        action: Option<&Statement>,
+    ) -> Result<bool, RouterError> {
+        let action = action.map(|s| ops(std::slice::from_ref(s)).0);
+        let op = action.as_ref().and_then(|ops| ops.first());
+        self.0
+            .barrier_once(topic, key, lsn.0 as i64, op)
+            .map_err(|_| RouterError::replica("completing a barrier", lost()))
+    }
+}
+
+/// One partition of the in-memory log, read from an offset; stored offsets go to [`GROUP`].
+pub(super) struct MemoryStream {
+    pub log: MemoryLog,
+    pub topic: String,
+    pub partition: i32,
+    pub next: i64,
+    pub partitions: usize,
+    pub paused: Arc<AtomicBool>,
+}
+
+impl Inbound for Record {
+    fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        Some(&self.payload)
+    }
+
+    fn header(&self, key: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+impl PartitionStream for MemoryStream {
+    type Message<'a> = Record;
+
+    async fn recv(&mut self) -> Result<Record, KafkaError> {
+        loop {
+            if !self.paused.load(Ordering::Relaxed) {
+                if let Some(record) = self.log.record(&self.topic, self.partition, self.next) {
+                    self.next += 1;
+                    return Ok(record);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    fn store_offset(&self, next: i64) -> Result<(), KafkaError> {
+        self.log.commit(GROUP, &self.topic, self.partition, next);
+        Ok(())
+    }
+
+    fn pause(&self) {
+        self.paused.store(true, Ordering::Relaxed);
+    }
+
+    fn resume(&self) {
+        self.paused.store(false, Ordering::Relaxed);
+    }
+
+    async fn partition_count(&self) -> Option<usize> {
+        Some(self.partitions)
+    }
+}
