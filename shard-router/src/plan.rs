@@ -380,7 +380,7 @@ fn key_of(def: &TableDef, row: &Row) -> Result<(Vec<Bind>, Vec<KeyPart>), PlanCa
         let (Some(column), Some((_, bind))) = (column, found) else {
             return Err(missing_key(def, k));
         };
-        parts.push(KeyPart::new(column.ty.kind, bind));
+        parts.push(KeyPart::new(&column.ty, bind));
         binds.push(bind.clone());
     }
     Ok((binds, parts))

@@ -5,6 +5,7 @@ mod cli;
 mod deploy;
 mod e2e;
 mod failures;
+mod keys;
 mod prometheus;
 mod sharding;
 mod support;
