@@ -65,7 +65,10 @@ pub fn canonical_decimal(text: &str) -> &str {
     if digits.contains('.') {
         out = out.trim_end_matches('0').trim_end_matches('.');
     }
-    if out.strip_prefix('-').is_some_and(|d| d.bytes().all(|b| b == b'0')) {
+    if out
+        .strip_prefix('-')
+        .is_some_and(|d| d.bytes().all(|b| b == b'0'))
+    {
         return &out[1..];
     }
     out

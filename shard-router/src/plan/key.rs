@@ -132,6 +132,9 @@ mod tests {
             KeyPart::new(&ty("x", ValueKind::Bytes), &Bind::Bytes(vec![1])),
             KeyPart::Bytes(vec![1])
         );
-        assert_eq!(KeyPart::new(&ty("x", ValueKind::Int), &Bind::Null), KeyPart::Null);
+        assert_eq!(
+            KeyPart::new(&ty("x", ValueKind::Int), &Bind::Null),
+            KeyPart::Null
+        );
     }
 }
