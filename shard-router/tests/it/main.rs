@@ -2,7 +2,6 @@
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
-mod deploy;
 mod e2e;
 mod failures;
 mod keys;
