@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use shared::{Action, ChangeEvent, Lsn};
+use shared::{Change, Lsn, RowChange, TableName};
 
 /// What the replica holds for one partition, recorded with every replica transaction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct AppliedPosition {
 #[derive(Debug)]
 pub struct Row {
     pub offset: i64,
-    pub event: ChangeEvent,
+    pub change: RowChange,
 }
 
 /// One replica transaction to run: the rows in order, the position to record with them, and the Kafka
@@ -109,8 +109,7 @@ pub enum Next {
 #[derive(Debug, PartialEq, Eq)]
 pub struct TruncateAt {
     pub offset: i64,
-    pub schema: String,
-    pub table: String,
+    pub table: TableName,
     pub lsn: Lsn,
 }
 
@@ -174,12 +173,10 @@ impl Batch {
     }
 
     /// Hands over the next message of the partition.
-    pub fn push(&mut self, offset: i64, event: ChangeEvent) -> Result<Next, FramingError> {
-        match event.action {
-            Action::Begin => {
-                let lsn = event
-                    .lsn
-                    .ok_or_else(|| FramingError("a begin without lsn".into()))?;
+    pub fn push(&mut self, offset: i64, change: Change) -> Result<Next, FramingError> {
+        match change {
+            Change::Begin(begin) => {
+                let lsn = begin.lsn;
                 if let Some(cut) = self.current.take() {
                     // A frame interrupted by a new begin is re-sent whole later: drop what is buffered.
                     self.rows.truncate(cut.start.max(self.complete_rows));
@@ -204,15 +201,14 @@ impl Batch {
                 });
                 Ok(Next::Read)
             }
-            Action::Commit => {
+            Change::Commit(commit) => {
                 let frame = self.current.take().ok_or_else(|| {
                     FramingError("a commit without a begin before it in this partition".into())
                 })?;
-                if event.lsn != Some(frame.lsn) {
+                if commit.lsn != frame.lsn {
                     return Err(FramingError(format!(
-                        "commit lsn {:?} does not match its begin {}",
-                        event.lsn.map(|l| l.to_string()),
-                        frame.lsn
+                        "commit lsn {} does not match its begin {}",
+                        commit.lsn, frame.lsn
                     )));
                 }
                 if frame.skip_all {
@@ -232,7 +228,7 @@ impl Batch {
                 self.first_complete_at.get_or_insert_with(Instant::now);
                 Ok(self.full())
             }
-            Action::Insert | Action::Update | Action::Delete | Action::Truncate => {
+            Change::Row(_) | Change::Truncate(_) => {
                 let frame = self.current.as_mut().ok_or_else(|| {
                     FramingError("a row change outside a begin/commit frame".into())
                 })?;
@@ -240,23 +236,22 @@ impl Batch {
                     frame.seen += 1;
                     return Ok(Next::Read);
                 }
-                if event.action == Action::Truncate {
+                match change {
+                    Change::Row(change) => {
+                        frame.seen += 1;
+                        self.rows.push(Row { offset, change });
+                        Ok(self.full())
+                    }
                     // Counted as seen only once applied: see `truncate_done`.
-                    let (Some(schema), Some(table)) = (event.schema, event.table) else {
-                        return Err(FramingError("a truncate without schema or table".into()));
-                    };
-                    return Ok(Next::Truncate(Box::new(TruncateAt {
+                    Change::Truncate(t) => Ok(Next::Truncate(Box::new(TruncateAt {
                         offset,
-                        schema,
-                        table,
-                        lsn: event.lsn.unwrap_or(frame.lsn),
-                    })));
+                        table: t.table,
+                        lsn: t.origin.lsn.unwrap_or(frame.lsn),
+                    }))),
+                    _ => Ok(Next::Read),
                 }
-                frame.seen += 1;
-                self.rows.push(Row { offset, event });
-                Ok(self.full())
             }
-            Action::Message => Ok(Next::Read),
+            Change::Message(_) => Ok(Next::Read),
         }
     }
 
@@ -342,15 +337,32 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::{Action, Origin, RowOp, Truncate, TxnBoundary};
 
-    fn ev(action: Action, lsn: u64) -> ChangeEvent {
-        let mut e = ChangeEvent::bare(action);
-        e.lsn = Some(Lsn(lsn));
-        if action.is_row_change() {
-            e.schema = Some("public".into());
-            e.table = Some("t".into());
+    fn ev(action: Action, lsn: u64) -> Change {
+        let boundary = TxnBoundary {
+            xid: 1,
+            lsn: Lsn(lsn),
+            nextlsn: Lsn(lsn + 1),
+            timestamp: None,
+        };
+        let origin = Origin {
+            lsn: Some(Lsn(lsn)),
+            ..Origin::default()
+        };
+        let table = TableName::new("public", "t");
+        match action {
+            Action::Begin => Change::Begin(boundary),
+            Action::Commit => Change::Commit(boundary),
+            Action::Truncate => Change::Truncate(Truncate { origin, table }),
+            Action::Insert => Change::Row(RowChange {
+                origin,
+                table,
+                op: RowOp::Insert { new: Vec::new() },
+                pk: Vec::new(),
+            }),
+            other => panic!("no test change for {other:?}"),
         }
-        e
     }
 
     struct Feed {
@@ -473,7 +485,7 @@ mod tests {
         f.push(Action::Begin, 70);
         f.push(Action::Insert, 70);
         let next = f.push(Action::Truncate, 70);
-        assert!(matches!(next, Next::Truncate(t) if t.table == "t" && t.offset == 2));
+        assert!(matches!(next, Next::Truncate(t) if t.table.name == "t" && t.offset == 2));
         let flush = f.batch.take_flush(true);
         assert_eq!(flush.rows.len(), 1);
         assert_eq!(flush.position.partial_rows, 1);

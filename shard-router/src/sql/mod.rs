@@ -15,32 +15,11 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
-use std::fmt;
-
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::types::ColumnType;
 
 /// A source table, by its PostgreSQL schema and name (unquoted).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TableName {
-    pub schema: String,
-    pub name: String,
-}
-
-impl TableName {
-    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        TableName {
-            schema: schema.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for TableName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
-    }
-}
+pub use shared::TableName;
 
 /// A replica column: its source name and type, and what it maps to.
 #[derive(Clone, Debug, PartialEq, Eq)]

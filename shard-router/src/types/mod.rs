@@ -8,7 +8,7 @@ mod source;
 
 pub use convert::{convert, Bind, ValueError};
 
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::pgarray::ElementKind;
 use source::{classify, is_builtin, parse_type_name, Class};
 
