@@ -273,9 +273,8 @@ impl<R: Replica> Task<R> {
             return Ok(());
         }
         let mut flush: Flush = batch.take_flush(partial);
-        let needs_write = !flush.rows.is_empty()
-            || arrival.is_some()
-            || flush.position != batch.applied();
+        let needs_write =
+            !flush.rows.is_empty() || arrival.is_some() || flush.position != batch.applied();
         if needs_write {
             let applier = Arc::clone(&self.ctx.applier);
             let span = self.db_span(flush.rows.len());
@@ -339,9 +338,7 @@ impl<R: Replica> Task<R> {
         loop {
             let (arrived, done) = self
                 .retry("reading the truncate barrier", || {
-                    applier
-                        .replica
-                        .barrier_state(&applier.topic, &table, t.lsn)
+                    applier.replica.barrier_state(&applier.topic, &table, t.lsn)
                 })
                 .await?;
             if done {

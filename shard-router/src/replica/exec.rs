@@ -308,10 +308,7 @@ where
 }
 
 /// Runs `statements` in a transaction that is rolled back in the end.
-async fn dry_run<DB>(
-    pool: &Pool<DB>,
-    statements: &[Statement],
-) -> Result<(), StatementFailed>
+async fn dry_run<DB>(pool: &Pool<DB>, statements: &[Statement]) -> Result<(), StatementFailed>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,

@@ -50,7 +50,10 @@ pub trait Replica: Send + Sync + 'static {
 
     /// Runs DDL statements one by one, outside any transaction. Another router (or partition)
     /// running the same DDL at the same time is not an error.
-    fn run_ddl(&self, statements: &[String]) -> impl Future<Output = Result<(), RouterError>> + Send;
+    fn run_ddl(
+        &self,
+        statements: &[String],
+    ) -> impl Future<Output = Result<(), RouterError>> + Send;
 
     /// The columns of a replica table, or `None` when it does not exist. `schema` is the replica
     /// schema (PostgreSQL only); `name` the replica table name.

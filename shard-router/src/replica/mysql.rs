@@ -25,7 +25,10 @@ pub struct MySqlReplica {
 impl MySqlReplica {
     /// Opens a pool of at most `connections` connections and creates the bookkeeping tables.
     pub async fn connect(url: &ReplicaUrl, connections: u32) -> Result<Self, RouterError> {
-        let raw = url.secret_url().as_str().replacen("mariadb://", "mysql://", 1);
+        let raw = url
+            .secret_url()
+            .as_str()
+            .replacen("mariadb://", "mysql://", 1);
         let options = MySqlConnectOptions::from_str(&raw)
             .map_err(|e| RouterError::replica(format!("invalid replica URL {url}"), e))?
             .charset("utf8mb4")
