@@ -24,6 +24,3 @@ pub mod sql;
 pub mod steady;
 pub mod tenant;
 pub mod words;
-
-#[cfg(test)]
-mod routing_tests;

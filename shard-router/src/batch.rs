@@ -128,6 +128,9 @@ struct Frame {
     skip_all: bool,
     /// `rows.len()` when this frame started.
     start: usize,
+    /// Some of this frame's rows or truncates are in the replica already (a partial flush, a truncate,
+    /// or an earlier run's partial position).
+    partly_applied: bool,
 }
 
 /// The state of one partition between flushes.
@@ -198,6 +201,7 @@ impl Batch {
                     skip,
                     skip_all,
                     start: self.rows.len(),
+                    partly_applied: skip > 0,
                 });
                 Ok(Next::Read)
             }
@@ -210,6 +214,11 @@ impl Batch {
                         "commit lsn {} does not match its begin {}",
                         commit.lsn, frame.lsn
                     )));
+                }
+                if let Some(want) = commit.messages.filter(|_| !frame.skip_all) {
+                    if frame.seen != want {
+                        return self.short_frame(frame, want);
+                    }
                 }
                 if frame.skip_all {
                     metrics::counter!(crate::metrics::FRAMES_SKIPPED, "reason" => "already_applied")
@@ -255,6 +264,30 @@ impl Batch {
         }
     }
 
+    /// A frame whose `C` counts more messages than arrived: one was lost between cdc and Kafka (a
+    /// delivery that timed out while later ones got through). cdc re-sends the whole transaction
+    /// after such a failure, so a frame none of which is applied is dropped like a cut one and the
+    /// copy applied instead; a frame partly applied cannot be completed, and stops the partition.
+    fn short_frame(&mut self, frame: Frame, want: u64) -> Result<Next, FramingError> {
+        if frame.partly_applied {
+            return Err(FramingError(format!(
+                "the frame of the source transaction at {} holds {} of the {want} messages its C counts, \
+                 and part of it is already applied: a message was lost between cdc and Kafka; \
+                 re-copy the affected tables to this replica",
+                frame.lsn, frame.seen
+            )));
+        }
+        self.rows.truncate(frame.start.max(self.complete_rows));
+        metrics::counter!(crate::metrics::FRAMES_SKIPPED, "reason" => "short").increment(1);
+        tracing::warn!(
+            lsn = %frame.lsn,
+            got = frame.seen,
+            want,
+            "dropped a frame that lost a message on the way; its re-sent copy follows"
+        );
+        Ok(Next::Read)
+    }
+
     fn full(&self) -> Next {
         if self.rows.len() >= self.max_rows {
             Next::Flush
@@ -290,6 +323,7 @@ impl Batch {
         let rows: Vec<Row> = self.rows.drain(..take).collect();
         let mut position = after_commit(self.last_lsn(), self.applied);
         if let Some(frame) = self.current.as_mut() {
+            frame.partly_applied |= take > frame.start;
             frame.start = frame.start.saturating_sub(take);
             if partial {
                 position.partial_lsn = frame.lsn;
@@ -320,6 +354,7 @@ impl Batch {
         self.applied = self.position_after_truncate();
         if let Some(frame) = self.current.as_mut() {
             frame.seen += 1;
+            frame.partly_applied = true;
         }
     }
 
@@ -345,6 +380,7 @@ mod tests {
             lsn: Lsn(lsn),
             nextlsn: Lsn(lsn + 1),
             timestamp: None,
+            messages: None,
         };
         let origin = Origin {
             lsn: Some(Lsn(lsn)),
@@ -419,6 +455,62 @@ mod tests {
         let flush = f.batch.take_flush(false);
         assert_eq!(flush.rows.len(), 1);
         assert_eq!(flush.rows[0].offset, 4);
+    }
+
+    fn counted_commit(lsn: u64, messages: u64) -> Change {
+        match ev(Action::Commit, lsn) {
+            Change::Commit(mut t) => {
+                t.messages = Some(messages);
+                Change::Commit(t)
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_frame_short_of_its_count_is_dropped_and_its_resent_copy_applied() {
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.frame(10, 1);
+        // The frame of 20 lost its second of three rows on the way.
+        f.push(Action::Begin, 20);
+        f.push(Action::Insert, 20);
+        f.push(Action::Insert, 20);
+        f.batch.push(f.offset, counted_commit(20, 3)).unwrap();
+        f.offset += 1;
+        // cdc re-sends the transaction whole.
+        f.push(Action::Begin, 20);
+        for _ in 0..3 {
+            f.push(Action::Insert, 20);
+        }
+        f.batch.push(f.offset, counted_commit(20, 3)).unwrap();
+        f.offset += 1;
+        let flush = f.batch.take_flush(false);
+        let offsets: Vec<i64> = flush.rows.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![1, 8, 9, 10]);
+        assert_eq!(flush.frames, 2);
+        assert_eq!(flush.store_offset, Some(12));
+    }
+
+    #[test]
+    fn a_short_frame_partly_applied_stops_the_partition() {
+        let mut f = Feed::new(AppliedPosition::default(), 2);
+        f.push(Action::Begin, 20);
+        f.push(Action::Insert, 20);
+        f.push(Action::Insert, 20);
+        let flush = f.batch.take_flush(true);
+        assert_eq!(flush.rows.len(), 2);
+        f.batch.flushed(flush.position);
+        f.push(Action::Insert, 20);
+        let error = f.batch.push(f.offset, counted_commit(20, 4)).unwrap_err();
+        assert!(error.0.contains("3 of the 4 messages"), "{}", error.0);
+        // Whole frames pass, and a C without a count (older cdc) is trusted.
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.push(Action::Begin, 30);
+        f.push(Action::Insert, 30);
+        f.batch.push(f.offset, counted_commit(30, 1)).unwrap();
+        f.offset += 1;
+        f.frame(40, 2);
+        assert_eq!(f.batch.take_flush(false).frames, 2);
     }
 
     #[test]

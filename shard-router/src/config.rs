@@ -230,11 +230,7 @@ impl FromStr for ReplicaUrl {
 
 impl fmt::Display for ReplicaUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = self.url.clone();
-        if shown.password().is_some() {
-            let _ = shown.set_password(Some("***"));
-        }
-        f.write_str(shown.as_str())
+        f.write_str(&shared::config::redact_secrets(self.url.as_str()))
     }
 }
 
@@ -278,6 +274,8 @@ mod tests {
     fn password_is_hidden_and_scheme_checked() {
         let c = parse(&[]);
         assert!(!format!("{c:?} {}", c.replica_url).contains("secret"));
+        let in_query: ReplicaUrl = "postgres://h/db?user=u&password=secret".parse().unwrap();
+        assert!(!format!("{in_query:?} {in_query}").contains("secret"));
         assert!("oracle://x".parse::<ReplicaUrl>().is_err());
         assert_eq!(
             "sqlite:///tmp/r.db".parse::<ReplicaUrl>().unwrap().dialect,

@@ -109,6 +109,8 @@ pub enum PlanCause {
     MissingKey(String),
     #[error("the table has no primary key and no REPLICA IDENTITY FULL, so updates and deletes cannot be applied")]
     NoIdentity,
+    #[error("the table has no primary key and columns named rowid, _rowid_ and oid, which hide every name of SQLite's rowid, so one of several equal rows cannot be updated or deleted; give the source table a primary key or rename one of those columns")]
+    NoRowid,
     #[error("cannot convert the value of column {column:?}")]
     Value {
         column: String,
@@ -229,6 +231,9 @@ impl<'c> Planner<'c> {
     ) -> Result<(), PlanCause> {
         if action != Action::Insert {
             let old = old.as_ref().ok_or(PlanCause::NoIdentity)?;
+            if !sql::can_delete_one(self.dialect, def) {
+                return Err(PlanCause::NoRowid);
+            }
             self.flush();
             let columns: Vec<(usize, bool)> =
                 old.iter().map(|(i, b)| (*i, *b == Bind::Null)).collect();
@@ -407,7 +412,7 @@ fn key_of(def: &TableDef, row: &Row) -> Result<(Vec<Bind>, Vec<KeyPart>), PlanCa
         let (Some(column), Some((_, bind))) = (column, found) else {
             return Err(missing_key(def, k));
         };
-        parts.push(KeyPart::new(column.ty.kind, bind));
+        parts.push(KeyPart::new(&column.ty, bind));
         binds.push(bind.clone());
     }
     Ok((binds, parts))

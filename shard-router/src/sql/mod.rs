@@ -214,7 +214,7 @@ pub fn delete_by_key(dialect: Dialect, def: &TableDef, rows: usize) -> String {
     match dialect {
         Dialect::Sqlite => {
             let keys: Vec<String> = names(dialect, def, &def.pk).collect();
-            sqlite::delete_by_keys(&table, &keys, &tuples)
+            sqlite::delete_by_keys(&table, sqlite::rowid_alias(def), &keys, &tuples)
         }
         Dialect::MySql | Dialect::Postgres => {
             format!(
@@ -270,8 +270,19 @@ pub fn delete_one_by_identity(
     match dialect {
         Dialect::MySql => mysql::delete_one(&table, &condition),
         Dialect::Postgres => postgres::delete_one(&table, &condition),
-        Dialect::Sqlite => sqlite::delete_one(&table, &condition),
+        // The planner never asks for a table without a rowid alias (see `can_delete_one`).
+        Dialect::Sqlite => sqlite::delete_one(
+            &table,
+            sqlite::rowid_alias(def).unwrap_or("rowid"),
+            &condition,
+        ),
     }
+}
+
+/// Whether [`delete_one_by_identity`] can address exactly one row of `def`'s table: not on SQLite
+/// when the table has columns named `rowid`, `_rowid_` and `oid`, which hide every name of its rowid.
+pub fn can_delete_one(dialect: Dialect, def: &TableDef) -> bool {
+    dialect != Dialect::Sqlite || sqlite::rowid_alias(def).is_some()
 }
 
 /// Deletes every row: how a `TRUNCATE` is applied (MySQL's `TRUNCATE` would commit the transaction).

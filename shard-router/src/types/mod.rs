@@ -29,6 +29,15 @@ pub struct ColumnType {
     pub kind: ValueKind,
 }
 
+impl ColumnType {
+    /// Whether the replica column holds the source's text rather than a value of its type (a
+    /// `numeric` in SQLite `TEXT` or MySQL `LONGTEXT`/`VARCHAR`): the replica then compares its keys as
+    /// text, so `1` and `1.000` are two keys there.
+    pub fn stored_as_text(&self) -> bool {
+        matches!(self.ddl.as_str(), "TEXT" | "LONGTEXT") || self.ddl.starts_with("VARCHAR")
+    }
+}
+
 /// How a wal2json value is turned into a [`Bind`]; see [`convert`] for each dialect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ValueKind {

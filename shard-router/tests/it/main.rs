@@ -2,9 +2,9 @@
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
-mod deploy;
 mod e2e;
 mod failures;
+mod keys;
 mod prometheus;
 mod sharding;
 mod support;

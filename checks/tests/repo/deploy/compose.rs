@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml::Value;
 
-use super::files::{normalise, scalar, strings, yaml};
+use crate::files::{normalise, scalar, strings, yaml};
 
 pub(super) struct Compose {
     pub(super) doc: Value,

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::files::read;
+use crate::files::read;
 
 /// The metric names a binary exports, read from its `metrics.rs` as text (so this follows the code):
 /// every `pub const NAME: &str = "value";`, and which of them are described as histograms.

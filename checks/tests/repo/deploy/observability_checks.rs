@@ -6,8 +6,8 @@ use serde_yaml::Value;
 
 use super::binaries::http_port;
 use super::compose::{hosts_of, Binary, Compose};
-use super::files::{read, root, scalar, strings, yaml};
 use super::promql::{dashboard_queries, exported_metrics, promql_metric_names};
+use crate::files::{read, root, scalar, strings, yaml};
 
 #[test]
 fn prometheus_scrapes_every_cdc_and_router_at_its_http_port() {

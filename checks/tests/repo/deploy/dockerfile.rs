@@ -1,6 +1,6 @@
 //! A small Dockerfile reader: stages (`FROM … AS name`) and their instructions.
 
-use super::files::read;
+use crate::files::read;
 
 pub(super) struct Stage {
     pub(super) name: Option<String>,

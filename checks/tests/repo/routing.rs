@@ -2,16 +2,20 @@
 //! it, and it places every table of the schema the way the demo needs.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use serde_json::value::RawValue;
 use shared::shards::{Placement, ShardMap};
 
-use crate::session::SCHEMA;
+use crate::files::{read, root};
+
+/// `main-db/schema.sql`, the demo's source schema (the generator embeds the same file).
+fn schema() -> String {
+    read("main-db/schema.sql")
+}
 
 /// `public.<name>` of every `CREATE TABLE` in schema.sql.
 fn schema_tables() -> BTreeSet<String> {
-    SCHEMA
+    schema()
         .lines()
         .filter_map(|l| l.strip_prefix("CREATE TABLE IF NOT EXISTS "))
         .filter_map(|rest| rest.split_whitespace().next())
@@ -20,7 +24,7 @@ fn schema_tables() -> BTreeSet<String> {
 }
 
 fn routing() -> ShardMap {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../main-db/routing.toml");
+    let path = root().join("main-db/routing.toml");
     ShardMap::load(&path).unwrap_or_else(|e| panic!("main-db/routing.toml: {e}"))
 }
 
@@ -50,9 +54,10 @@ fn routing_file_lists_every_table_of_the_schema() {
 #[test]
 fn tenant_tables_have_full_replica_identity() {
     // Their shard key org_id is not in their primary key: deletes must carry it.
+    let schema = schema();
     for table in ["users", "subscriptions", "invoices", "events"] {
         assert!(
-            SCHEMA.contains(&format!("ALTER TABLE {table} REPLICA IDENTITY FULL;")),
+            schema.contains(&format!("ALTER TABLE {table} REPLICA IDENTITY FULL;")),
             "{table}"
         );
     }

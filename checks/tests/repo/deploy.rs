@@ -4,7 +4,7 @@
 //! names in `cdc/src/metrics.rs` and `shard-router/src/metrics.rs`. There is no Docker engine here or
 //! in CI, so these tests read files only; they need no services.
 //!
-//! Models: [`files`] (paths, YAML), [`compose`] (the compose file), [`binaries`] (the clap
+//! Models: [`crate::files`] (paths, YAML), [`compose`] (the compose file), [`binaries`] (the clap
 //! definitions of cdc and shard-router), [`dockerfile`] (stages and instructions), [`promql`] (metric
 //! names in queries, and the names the binaries export). Checks: [`compose_checks`],
 //! [`image_checks`], [`observability_checks`].
@@ -13,7 +13,6 @@ mod binaries;
 mod compose;
 mod compose_checks;
 mod dockerfile;
-mod files;
 mod image_checks;
 mod observability_checks;
 mod promql;

@@ -8,7 +8,7 @@ use serde_yaml::Value;
 use super::binaries::{env_flags, http_port, parse_service_config, required_envs};
 use super::compose::{hosts_of, Binary, Compose};
 use super::dockerfile::{context_sources, dockerfile, stage};
-use super::files::{exists_or_written_elsewhere, normalise, root, scalar, strings, written_yet};
+use crate::files::{exists, normalise, root, scalar, strings};
 
 /// Services the demo must have (docker-compose.yml).
 const SERVICES: &[&str] = &[
@@ -131,7 +131,7 @@ fn compose_builds_and_mounts_only_files_that_exist() {
                 for source in context_sources(stage) {
                     let path = format!("{context}/{source}");
                     assert!(
-                        exists_or_written_elsewhere(&path),
+                        exists(&path),
                         "{name}: {file} copies {source}, which does not exist in {context}"
                     );
                     checked += 1;
@@ -141,7 +141,7 @@ fn compose_builds_and_mounts_only_files_that_exist() {
         for mount in compose.mounts(&name) {
             if mount.bind {
                 assert!(
-                    exists_or_written_elsewhere(&mount.source),
+                    exists(&mount.source),
                     "{name}: mounts {}, which does not exist",
                     mount.source
                 );
@@ -309,10 +309,6 @@ fn router_shards_are_defined_in_the_routing_file() {
     }
     assert_eq!(shards, BTreeSet::from(["a".to_owned(), "b".to_owned()]));
 
-    // main-db/routing.toml is written in parallel: the shard names are checked once it exists.
-    if !written_yet("main-db/routing.toml") {
-        return;
-    }
     let routing = root().join("main-db/routing.toml");
     let map = shared::shards::ShardMap::load(&routing).unwrap_or_else(|e| panic!("{e}"));
     for shard in &shards {
