@@ -291,6 +291,7 @@ export REPLICA_PG_URL='postgres://postgres:$PG_PASSWORD@127.0.0.1:$REPLICA_PG_PO
 export PROMETHEUS_URL='http://127.0.0.1:$PROM_PORT'
 export PROMETHEUS_TARGETS_DIR='$OUT/prometheus-targets'
 export PG_BINDIR='$PG_BINDIR'
+export TANSU_BIN='$TANSU_BIN'
 EOF
   mv "$ENV_FILE.tmp" "$ENV_FILE"
   log "wrote $ENV_FILE"

@@ -28,6 +28,8 @@ pub struct Services {
     pub mysql_url: String,
     pub sqlite_url: String,
     pub pg_bindir: String,
+    /// The tansu binary, for a test that needs a broker of its own (to pause or stop it).
+    pub tansu_bin: String,
     /// Prometheus started by the services script, and the directory of its file_sd target files.
     pub prometheus_url: String,
     pub prometheus_targets_dir: String,
@@ -73,6 +75,7 @@ pub fn services() -> Services {
             .get("PG_BINDIR")
             .cloned()
             .unwrap_or_else(|| "/usr/lib/postgresql/15/bin".into()),
+        tansu_bin: vars.get("TANSU_BIN").cloned().unwrap_or_default(),
         prometheus_url: vars.get("PROMETHEUS_URL").cloned().unwrap_or_default(),
         prometheus_targets_dir: vars
             .get("PROMETHEUS_TARGETS_DIR")

@@ -1,6 +1,7 @@
 //! Integration tests of shard-router against the local services (`scripts/services.sh up`).
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+mod chaos;
 mod cli;
 mod e2e;
 mod failures;
