@@ -5,6 +5,8 @@
 //! at the commit only if it got the `B`: a partition receives a frame exactly when it receives at least
 //! one of the transaction's rows. Rows are passed on as they arrive, so a transaction of a million rows
 //! never sits in memory. Each change is encoded once, whatever the number of partitions it goes to.
+//! Each partition's `C` carries the number of messages its frame holds (`messages`), so a consumer can
+//! tell a whole frame from one that lost a message in between.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,8 +36,9 @@ pub struct Outgoing {
 struct Open {
     txn: TxnBoundary,
     begin: Bytes,
-    /// Per shard, per partition: whether it got this transaction's `B`.
-    started: Vec<Vec<bool>>,
+    /// Per shard, per partition: how many of this transaction's messages it got after its `B`
+    /// (0: no `B` yet; a `B` is always followed by at least one message).
+    sent: Vec<Vec<u64>>,
 }
 
 /// Frames transactions over the partitions of every shard's topic.
@@ -71,10 +74,10 @@ impl Framer {
         self.open = Some(Open {
             txn,
             begin,
-            started: self
+            sent: self
                 .partitions
                 .iter()
-                .map(|&n| vec![false; n.max(1) as usize])
+                .map(|&n| vec![0; n.max(1) as usize])
                 .collect(),
         });
         Ok(())
@@ -111,7 +114,7 @@ impl Framer {
     }
 
     /// The transaction commits: a `C` to every partition that got its `B`, in shard and partition
-    /// order. Returns the transaction, closed.
+    /// order, each with the count of messages that partition got. Returns the transaction, closed.
     pub fn commit(
         &mut self,
         txn: TxnBoundary,
@@ -120,16 +123,18 @@ impl Framer {
     ) -> Result<TxnBoundary, CdcError> {
         let open = self.open.take().ok_or_else(|| framing(at, "C without B"))?;
         let lsn = txn.lsn;
-        let payload = Bytes::from(codec::encode(&Change::Commit(txn)));
-        for (shard, parts) in open.started.iter().enumerate() {
-            for (partition, _) in parts.iter().enumerate().filter(|(_, started)| **started) {
+        let mut commit = txn;
+        for (shard, parts) in open.sent.iter().enumerate() {
+            for (partition, &sent) in parts.iter().enumerate().filter(|(_, sent)| **sent > 0) {
+                commit.messages = Some(sent);
+                let payload = Bytes::from(codec::encode(&Change::Commit(commit.clone())));
                 out.push(Outgoing {
                     dest: Dest {
                         shard,
                         partition: partition as i32,
                     },
                     key: None,
-                    payload: payload.clone(),
+                    payload,
                     action: Action::Commit,
                     table: None,
                     lsn,
@@ -156,8 +161,8 @@ impl Framer {
             .as_mut()
             .ok_or_else(|| framing(at, "row change outside a transaction"))?;
         for &dest in dests {
-            let started = open
-                .started
+            let sent = open
+                .sent
                 .get_mut(dest.shard)
                 .and_then(|parts| parts.get_mut(dest.partition as usize))
                 .ok_or_else(|| {
@@ -166,8 +171,7 @@ impl Framer {
                         "routed to a partition the topic does not have (were partitions added while cdc ran?)",
                     )
                 })?;
-            if !*started {
-                *started = true;
+            if *sent == 0 {
                 out.push(Outgoing {
                     dest,
                     key: None,
@@ -185,6 +189,7 @@ impl Framer {
                 table: table.clone(),
                 lsn,
             });
+            *sent += 1;
         }
         Ok(())
     }
@@ -217,6 +222,7 @@ mod tests {
             lsn: Lsn(100 + xid),
             nextlsn: Lsn(200 + xid),
             timestamp: None,
+            messages: None,
         }
     }
 
@@ -267,6 +273,18 @@ mod tests {
             codec::decode(&out[0].payload).unwrap(),
             Change::Begin(txn(1))
         );
+        // Each C counts its partition's messages: two rows on p1, one on p2.
+        let counted = |p: i32| {
+            let c = out
+                .iter()
+                .find(|o| o.dest.partition == p && o.action == Commit)
+                .unwrap();
+            match codec::decode(&c.payload).unwrap() {
+                Change::Commit(t) => t.messages,
+                other => panic!("not a commit: {other:?}"),
+            }
+        };
+        assert_eq!((counted(p1), counted(p2)), (Some(2), Some(1)));
     }
 
     #[test]

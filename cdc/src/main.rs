@@ -1,11 +1,11 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use shared::service::Invalid;
 
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("suggest-transforms") {
-        let args = cdc::transform::suggest::SuggestArgs::parse_from(std::env::args().skip(1));
+        let args: cdc::transform::suggest::SuggestArgs =
+            shared::service::parse_args(std::env::args_os().skip(1));
         return shared::service::run(
             "cdc suggest-transforms",
             shared::telemetry::LogFormat::Text,
@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         );
     }
     if std::env::args().nth(1).as_deref() == Some("setup") {
-        let args = cdc::setup::SetupArgs::parse_from(std::env::args().skip(1));
+        let args: cdc::setup::SetupArgs = shared::service::parse_args(std::env::args_os().skip(1));
         return shared::service::run(
             "cdc setup",
             shared::telemetry::LogFormat::Text,
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             |(args, shards)| cdc::setup::run(args, shards),
         );
     }
-    let config = cdc::config::Config::parse();
+    let config: cdc::config::Config = shared::service::parse_args(std::env::args_os());
     shared::service::run(
         "cdc",
         config.log_format,

@@ -1,7 +1,6 @@
 //! Where each change goes: topic, Kafka key and partition. Every published row change and truncate
 //! passes through [`Router`], the one place that knows the rules (shard routing builds on it). Pure.
 
-use serde_json::value::RawValue;
 use shared::routing::{encode_key, partition_for};
 use shared::shards::{Placement, ShardMap};
 use shared::{Action, Column, Lsn, RowChange, RowOp, TableName};
@@ -229,7 +228,7 @@ impl Placing<'_> {
     /// The Kafka key of a row given by `cols`: its shard-key value for a sharded table, else its key.
     fn key_of(&self, cols: &[Column]) -> Result<Vec<u8>, CdcError> {
         match self.placement {
-            Placement::ShardKey(column) => Ok(encode_key([&*self.shard_key(column, cols)?.value])),
+            Placement::ShardKey(column) => Ok(encode_key([self.shard_key(column, cols)?])),
             Placement::Broadcast | Placement::Default(_) => self.key(cols),
         }
     }
@@ -248,7 +247,7 @@ impl Placing<'_> {
                         lsn: self.lsn,
                         reason: e.to_string(),
                     })?;
-                Ok((Target::One(shard), encode_key([&*value.value])))
+                Ok((Target::One(shard), encode_key([value])))
             }
             Placement::Broadcast => Ok((Target::All, self.key(cols)?)),
             Placement::Default(shard) => Ok((Target::One(*shard), self.key(cols)?)),
@@ -258,9 +257,9 @@ impl Placing<'_> {
     /// The key of a row from `cols`: its primary-key values, or all values without a primary key.
     fn key(&self, cols: &[Column]) -> Result<Vec<u8>, CdcError> {
         if self.pk.is_empty() {
-            return Ok(encode_key(cols.iter().map(|c| &*c.value)));
+            return Ok(encode_key(cols));
         }
-        let mut values: Vec<&RawValue> = Vec::with_capacity(self.pk.len());
+        let mut values: Vec<&Column> = Vec::with_capacity(self.pk.len());
         for k in self.pk {
             let col = cols
                 .iter()
@@ -274,7 +273,7 @@ impl Placing<'_> {
                         k.name
                     ),
                 })?;
-            values.push(&col.value);
+            values.push(col);
         }
         Ok(encode_key(values))
     }

@@ -1,10 +1,9 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use shared::service::Invalid;
 
 fn main() -> ExitCode {
-    let config = generator::config::Config::parse();
+    let config: generator::config::Config = shared::service::parse_args(std::env::args_os());
     shared::service::run(
         "cascade-gen",
         config.log_format,

@@ -18,7 +18,7 @@ use crate::consume::{self, Health, RouterConsumer, RouterContext};
 use crate::error::RouterError;
 use crate::metrics as m;
 use crate::partition::{self, PartitionCtx};
-use crate::replica::Replica;
+use crate::replica::AnyReplica;
 
 /// Runs the router until SIGTERM/SIGINT (returns `Ok`) or a definite start-up error.
 pub async fn run(config: Config) -> Result<(), RouterError> {
@@ -114,12 +114,12 @@ async fn serve(
 async fn connect_replica(
     config: &Config,
     shutdown: &CancellationToken,
-) -> Result<Option<Replica>, RouterError> {
+) -> Result<Option<AnyReplica>, RouterError> {
     let mut backoff = Backoff::new(Duration::from_millis(250), config.max_backoff);
     loop {
         // Partition tasks share the pool; a few connections are plenty since each task holds one
         // only while it applies.
-        match Replica::connect(&config.replica_url, 8).await {
+        match AnyReplica::connect(&config.replica_url, 8).await {
             Ok(r) => {
                 tracing::info!(replica = %config.replica_url, "replica connected");
                 return Ok(Some(r));

@@ -4,28 +4,28 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use shared::{Action, ChangeEvent, Lsn};
+use shared::{Lsn, RowOp};
 
 use crate::batch::{AppliedPosition, Flush, Row};
 use crate::catalog::Catalog;
 use crate::error::{is_transient, Position, RouterError};
 use crate::metrics as m;
 use crate::plan::{plan, Statement};
-use crate::replica::{Outcome, Replica};
+use crate::replica::{AnyReplica, Outcome, Replica};
 use crate::sql::{self, TableName};
 
 /// The replica and its catalog, shared by every partition task of the process.
 #[derive(Debug)]
-pub struct Applier {
-    pub replica: Replica,
+pub struct Applier<R = AnyReplica> {
+    pub replica: R,
     pub topic: String,
     catalog: RwLock<Catalog>,
     /// Serialises DDL so two partitions never create the same table at once.
     ddl: tokio::sync::Mutex<()>,
 }
 
-impl Applier {
-    pub fn new(replica: Replica, topic: String) -> Result<Self, RouterError> {
+impl<R: Replica> Applier<R> {
+    pub fn new(replica: R, topic: String) -> Result<Self, RouterError> {
         let catalog = Catalog::new(replica.dialect(), replica.collation())?;
         Ok(Applier {
             replica,
@@ -50,21 +50,21 @@ impl Applier {
 
     /// Creates the tables and columns the rows need that the replica lacks.
     async fn ensure_tables(&self, partition: i32, rows: &[Row]) -> Result<(), RouterError> {
-        let needs = |c: &Catalog| rows.iter().any(|r| c.needs_ddl(&r.event));
+        let needs = |c: &Catalog| rows.iter().any(|r| c.needs_ddl(&r.change));
         if !needs(&self.catalog()) {
             return Ok(());
         }
         let _guard = self.ddl.lock().await;
         let mut next = self.catalog().clone();
         for row in rows {
-            if !next.needs_ddl(&row.event) {
+            if !next.needs_ddl(&row.change) {
                 continue;
             }
-            let name = table_name(&row.event);
-            let (schema, table) = sql::replica_table(self.replica.dialect(), &name);
+            let name = &row.change.table;
+            let (schema, table) = sql::replica_table(self.replica.dialect(), name);
             let existing = self.replica.existing_columns(schema, &table).await?;
             let ddl = next
-                .reconcile(&row.event, existing.as_deref())
+                .reconcile(&row.change, existing.as_deref())
                 .map_err(|e| RouterError::Event {
                     at: self.at(partition, row.offset),
                     table: name.to_string(),
@@ -77,7 +77,7 @@ impl Applier {
         Ok(())
     }
 
-    /// Applies a flush in one replica transaction, with the position (and a truncate arrival), if
+    /// Applies a flush in one replica transaction, with the position (and a barrier arrival), if
     /// the replica's position is still `before`. Applying the same flush again after its commit
     /// succeeded (the answer was lost) does nothing.
     pub async fn apply(
@@ -85,17 +85,15 @@ impl Applier {
         partition: i32,
         before: &AppliedPosition,
         flush: &Flush,
-        truncate_arrival: Option<(&str, Lsn)>,
+        arrival: Option<(&str, Lsn)>,
     ) -> Result<(), RouterError> {
         self.ensure_tables(partition, &flush.rows).await?;
-        let events: Vec<&ChangeEvent> = flush.rows.iter().map(|r| &r.event).collect();
-        let statements = plan(&self.catalog(), &events).map_err(|e| {
+        let changes = flush.rows.iter().map(|r| &r.change);
+        let statements = plan(&self.catalog(), changes).map_err(|e| {
             let row = flush.rows.get(e.index);
             RouterError::Event {
                 at: self.at(partition, row.map_or(-1, |r| r.offset)),
-                table: row
-                    .map(|r| table_name(&r.event).to_string())
-                    .unwrap_or_default(),
+                table: e.table.to_string(),
                 cause: e.to_string(),
                 db_error: None,
             }
@@ -109,7 +107,7 @@ impl Applier {
                 partition,
                 before,
                 &flush.position,
-                truncate_arrival,
+                arrival,
             )
             .await
         {
@@ -149,7 +147,7 @@ impl Applier {
         {
             let catalog = self.catalog();
             for (i, row) in rows.iter().enumerate() {
-                if let Ok(s) = plan(&catalog, &[&row.event]) {
+                if let Ok(s) = plan(&catalog, [&row.change]) {
                     owner.extend(std::iter::repeat_n(i, s.len()));
                     statements.extend(s);
                 }
@@ -172,38 +170,21 @@ impl Applier {
         };
         RouterError::Event {
             at: self.at(partition, row.map_or(-1, |r| r.offset)),
-            table: row
-                .map(|r| table_name(&r.event).to_string())
-                .unwrap_or_default(),
+            table: row.map(|r| r.change.table.to_string()).unwrap_or_default(),
             cause,
             db_error: Some(Box::new(error)),
         }
     }
 
     /// The statement that empties a source table on the replica, if the replica has it.
-    pub async fn delete_all(
-        &self,
-        schema: &str,
-        table: &str,
-    ) -> Result<Option<String>, RouterError> {
-        let name = TableName {
-            schema: schema.to_owned(),
-            name: table.to_owned(),
-        };
+    pub async fn delete_all(&self, name: &TableName) -> Result<Option<String>, RouterError> {
         let dialect = self.replica.dialect();
-        let (rschema, rtable) = sql::replica_table(dialect, &name);
+        let (rschema, rtable) = sql::replica_table(dialect, name);
         Ok(self
             .replica
             .existing_columns(rschema, &rtable)
             .await?
-            .map(|_| sql::delete_all(dialect, &name)))
-    }
-}
-
-fn table_name(event: &ChangeEvent) -> TableName {
-    TableName {
-        schema: event.schema.clone().unwrap_or_default(),
-        name: event.table.clone().unwrap_or_default(),
+            .map(|_| sql::delete_all(dialect, name)))
     }
 }
 
@@ -214,10 +195,10 @@ fn record_lag(rows: &[Row]) {
         .map_or(0.0, |d| d.as_secs_f64());
     let mut last: Option<&str> = None;
     for row in rows {
-        let ts = row.event.timestamp.as_deref();
+        let ts = row.change.origin.timestamp.as_deref();
         if ts.is_some() && ts != last {
             last = ts;
-            if let Some(t) = row.event.commit_time_unix() {
+            if let Some(t) = ts.and_then(shared::change::parse_pg_timestamp) {
                 metrics::histogram!(m::END_TO_END_LAG).record((now - t).max(0.0));
             }
         }
@@ -225,19 +206,16 @@ fn record_lag(rows: &[Row]) {
 }
 
 fn count_rows(rows: &[Row]) {
-    let mut counts: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+    let mut counts: BTreeMap<(&TableName, &'static str), u64> = BTreeMap::new();
     for row in rows {
-        let op = match row.event.action {
-            Action::Insert => "insert",
-            Action::Update => "update",
-            Action::Delete => "delete",
-            _ => continue,
+        let op = match row.change.op {
+            RowOp::Insert { .. } => "insert",
+            RowOp::Update { .. } => "update",
+            RowOp::Delete { .. } => "delete",
         };
-        *counts
-            .entry((row.event.qualified_table().unwrap_or_default(), op))
-            .or_default() += 1;
+        *counts.entry((&row.change.table, op)).or_default() += 1;
     }
     for ((table, op), n) in counts {
-        metrics::counter!(m::ROWS_APPLIED, "table" => table, "op" => op).increment(n);
+        metrics::counter!(m::ROWS_APPLIED, "table" => table.to_string(), "op" => op).increment(n);
     }
 }

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use shared::{Action, ChangeEvent, Lsn};
+use shared::{Change, Lsn, RowChange, TableName};
 
 /// What the replica holds for one partition, recorded with every replica transaction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct AppliedPosition {
 #[derive(Debug)]
 pub struct Row {
     pub offset: i64,
-    pub event: ChangeEvent,
+    pub change: RowChange,
 }
 
 /// One replica transaction to run: the rows in order, the position to record with them, and the Kafka
@@ -109,8 +109,7 @@ pub enum Next {
 #[derive(Debug, PartialEq, Eq)]
 pub struct TruncateAt {
     pub offset: i64,
-    pub schema: String,
-    pub table: String,
+    pub table: TableName,
     pub lsn: Lsn,
 }
 
@@ -129,6 +128,9 @@ struct Frame {
     skip_all: bool,
     /// `rows.len()` when this frame started.
     start: usize,
+    /// Some of this frame's rows or truncates are in the replica already (a partial flush, a truncate,
+    /// or an earlier run's partial position).
+    partly_applied: bool,
 }
 
 /// The state of one partition between flushes.
@@ -174,12 +176,10 @@ impl Batch {
     }
 
     /// Hands over the next message of the partition.
-    pub fn push(&mut self, offset: i64, event: ChangeEvent) -> Result<Next, FramingError> {
-        match event.action {
-            Action::Begin => {
-                let lsn = event
-                    .lsn
-                    .ok_or_else(|| FramingError("a begin without lsn".into()))?;
+    pub fn push(&mut self, offset: i64, change: Change) -> Result<Next, FramingError> {
+        match change {
+            Change::Begin(begin) => {
+                let lsn = begin.lsn;
                 if let Some(cut) = self.current.take() {
                     // A frame interrupted by a new begin is re-sent whole later: drop what is buffered.
                     self.rows.truncate(cut.start.max(self.complete_rows));
@@ -201,19 +201,24 @@ impl Batch {
                     skip,
                     skip_all,
                     start: self.rows.len(),
+                    partly_applied: skip > 0,
                 });
                 Ok(Next::Read)
             }
-            Action::Commit => {
+            Change::Commit(commit) => {
                 let frame = self.current.take().ok_or_else(|| {
                     FramingError("a commit without a begin before it in this partition".into())
                 })?;
-                if event.lsn != Some(frame.lsn) {
+                if commit.lsn != frame.lsn {
                     return Err(FramingError(format!(
-                        "commit lsn {:?} does not match its begin {}",
-                        event.lsn.map(|l| l.to_string()),
-                        frame.lsn
+                        "commit lsn {} does not match its begin {}",
+                        commit.lsn, frame.lsn
                     )));
+                }
+                if let Some(want) = commit.messages.filter(|_| !frame.skip_all) {
+                    if frame.seen != want {
+                        return self.short_frame(frame, want);
+                    }
                 }
                 if frame.skip_all {
                     metrics::counter!(crate::metrics::FRAMES_SKIPPED, "reason" => "already_applied")
@@ -232,7 +237,7 @@ impl Batch {
                 self.first_complete_at.get_or_insert_with(Instant::now);
                 Ok(self.full())
             }
-            Action::Insert | Action::Update | Action::Delete | Action::Truncate => {
+            Change::Row(_) | Change::Truncate(_) => {
                 let frame = self.current.as_mut().ok_or_else(|| {
                     FramingError("a row change outside a begin/commit frame".into())
                 })?;
@@ -240,24 +245,47 @@ impl Batch {
                     frame.seen += 1;
                     return Ok(Next::Read);
                 }
-                if event.action == Action::Truncate {
+                match change {
+                    Change::Row(change) => {
+                        frame.seen += 1;
+                        self.rows.push(Row { offset, change });
+                        Ok(self.full())
+                    }
                     // Counted as seen only once applied: see `truncate_done`.
-                    let (Some(schema), Some(table)) = (event.schema, event.table) else {
-                        return Err(FramingError("a truncate without schema or table".into()));
-                    };
-                    return Ok(Next::Truncate(Box::new(TruncateAt {
+                    Change::Truncate(t) => Ok(Next::Truncate(Box::new(TruncateAt {
                         offset,
-                        schema,
-                        table,
-                        lsn: event.lsn.unwrap_or(frame.lsn),
-                    })));
+                        table: t.table,
+                        lsn: t.origin.lsn.unwrap_or(frame.lsn),
+                    }))),
+                    _ => Ok(Next::Read),
                 }
-                frame.seen += 1;
-                self.rows.push(Row { offset, event });
-                Ok(self.full())
             }
-            Action::Message => Ok(Next::Read),
+            Change::Message(_) => Ok(Next::Read),
         }
+    }
+
+    /// A frame whose `C` counts more messages than arrived: one was lost between cdc and Kafka (a
+    /// delivery that timed out while later ones got through). cdc re-sends the whole transaction
+    /// after such a failure, so a frame none of which is applied is dropped like a cut one and the
+    /// copy applied instead; a frame partly applied cannot be completed, and stops the partition.
+    fn short_frame(&mut self, frame: Frame, want: u64) -> Result<Next, FramingError> {
+        if frame.partly_applied {
+            return Err(FramingError(format!(
+                "the frame of the source transaction at {} holds {} of the {want} messages its C counts, \
+                 and part of it is already applied: a message was lost between cdc and Kafka; \
+                 re-copy the affected tables to this replica",
+                frame.lsn, frame.seen
+            )));
+        }
+        self.rows.truncate(frame.start.max(self.complete_rows));
+        metrics::counter!(crate::metrics::FRAMES_SKIPPED, "reason" => "short").increment(1);
+        tracing::warn!(
+            lsn = %frame.lsn,
+            got = frame.seen,
+            want,
+            "dropped a frame that lost a message on the way; its re-sent copy follows"
+        );
+        Ok(Next::Read)
     }
 
     fn full(&self) -> Next {
@@ -295,6 +323,7 @@ impl Batch {
         let rows: Vec<Row> = self.rows.drain(..take).collect();
         let mut position = after_commit(self.last_lsn(), self.applied);
         if let Some(frame) = self.current.as_mut() {
+            frame.partly_applied |= take > frame.start;
             frame.start = frame.start.saturating_sub(take);
             if partial {
                 position.partial_lsn = frame.lsn;
@@ -325,6 +354,7 @@ impl Batch {
         self.applied = self.position_after_truncate();
         if let Some(frame) = self.current.as_mut() {
             frame.seen += 1;
+            frame.partly_applied = true;
         }
     }
 
@@ -342,15 +372,33 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::{Action, Origin, RowOp, Truncate, TxnBoundary};
 
-    fn ev(action: Action, lsn: u64) -> ChangeEvent {
-        let mut e = ChangeEvent::bare(action);
-        e.lsn = Some(Lsn(lsn));
-        if action.is_row_change() {
-            e.schema = Some("public".into());
-            e.table = Some("t".into());
+    fn ev(action: Action, lsn: u64) -> Change {
+        let boundary = TxnBoundary {
+            xid: 1,
+            lsn: Lsn(lsn),
+            nextlsn: Lsn(lsn + 1),
+            timestamp: None,
+            messages: None,
+        };
+        let origin = Origin {
+            lsn: Some(Lsn(lsn)),
+            ..Origin::default()
+        };
+        let table = TableName::new("public", "t");
+        match action {
+            Action::Begin => Change::Begin(boundary),
+            Action::Commit => Change::Commit(boundary),
+            Action::Truncate => Change::Truncate(Truncate { origin, table }),
+            Action::Insert => Change::Row(RowChange {
+                origin,
+                table,
+                op: RowOp::Insert { new: Vec::new() },
+                pk: Vec::new(),
+            }),
+            other => panic!("no test change for {other:?}"),
         }
-        e
     }
 
     struct Feed {
@@ -407,6 +455,62 @@ mod tests {
         let flush = f.batch.take_flush(false);
         assert_eq!(flush.rows.len(), 1);
         assert_eq!(flush.rows[0].offset, 4);
+    }
+
+    fn counted_commit(lsn: u64, messages: u64) -> Change {
+        match ev(Action::Commit, lsn) {
+            Change::Commit(mut t) => {
+                t.messages = Some(messages);
+                Change::Commit(t)
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_frame_short_of_its_count_is_dropped_and_its_resent_copy_applied() {
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.frame(10, 1);
+        // The frame of 20 lost its second of three rows on the way.
+        f.push(Action::Begin, 20);
+        f.push(Action::Insert, 20);
+        f.push(Action::Insert, 20);
+        f.batch.push(f.offset, counted_commit(20, 3)).unwrap();
+        f.offset += 1;
+        // cdc re-sends the transaction whole.
+        f.push(Action::Begin, 20);
+        for _ in 0..3 {
+            f.push(Action::Insert, 20);
+        }
+        f.batch.push(f.offset, counted_commit(20, 3)).unwrap();
+        f.offset += 1;
+        let flush = f.batch.take_flush(false);
+        let offsets: Vec<i64> = flush.rows.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![1, 8, 9, 10]);
+        assert_eq!(flush.frames, 2);
+        assert_eq!(flush.store_offset, Some(12));
+    }
+
+    #[test]
+    fn a_short_frame_partly_applied_stops_the_partition() {
+        let mut f = Feed::new(AppliedPosition::default(), 2);
+        f.push(Action::Begin, 20);
+        f.push(Action::Insert, 20);
+        f.push(Action::Insert, 20);
+        let flush = f.batch.take_flush(true);
+        assert_eq!(flush.rows.len(), 2);
+        f.batch.flushed(flush.position);
+        f.push(Action::Insert, 20);
+        let error = f.batch.push(f.offset, counted_commit(20, 4)).unwrap_err();
+        assert!(error.0.contains("3 of the 4 messages"), "{}", error.0);
+        // Whole frames pass, and a C without a count (older cdc) is trusted.
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.push(Action::Begin, 30);
+        f.push(Action::Insert, 30);
+        f.batch.push(f.offset, counted_commit(30, 1)).unwrap();
+        f.offset += 1;
+        f.frame(40, 2);
+        assert_eq!(f.batch.take_flush(false).frames, 2);
     }
 
     #[test]
@@ -473,7 +577,7 @@ mod tests {
         f.push(Action::Begin, 70);
         f.push(Action::Insert, 70);
         let next = f.push(Action::Truncate, 70);
-        assert!(matches!(next, Next::Truncate(t) if t.table == "t" && t.offset == 2));
+        assert!(matches!(next, Next::Truncate(t) if t.table.name == "t" && t.offset == 2));
         let flush = f.batch.take_flush(true);
         assert_eq!(flush.rows.len(), 1);
         assert_eq!(flush.position.partial_rows, 1);

@@ -6,15 +6,15 @@
 //! `pk`. Columns are never dropped or retyped: an update may leave out unchanged TOASTed columns, and a
 //! source `ALTER COLUMN … TYPE` is not propagated (the replica keeps the first type it saw).
 //!
-//! Protocol with the executor, per event: if [`Catalog::needs_ddl`], introspect the replica table once
+//! Protocol with the executor, per row change: if [`Catalog::needs_ddl`], introspect the replica table once
 //! (its column names, or None if it does not exist), call [`Catalog::reconcile`], run the returned DDL
 //! in order, and if that fails call [`Catalog::forget`] so the table is looked at afresh next time.
 
 use std::collections::{HashMap, HashSet};
 
-use shared::{Action, ChangeEvent, Column};
+use shared::{Column, RowChange};
 
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::sql::{self, mysql, ColumnDef, TableDef, TableName};
 use crate::types::map_column;
 
@@ -23,10 +23,6 @@ use crate::types::map_column;
 pub enum CatalogError {
     #[error("invalid MySQL collation name {0:?} (letters, digits and '_' only)")]
     InvalidCollation(String),
-    #[error("the event names no schema or table")]
-    NoTable,
-    #[error("a {0} event is not a row change")]
-    NotARowChange(&'static str),
     #[error("the {action} event for {table} carries no columns")]
     NoColumns {
         action: &'static str,
@@ -61,9 +57,6 @@ pub struct Catalog {
 #[derive(Clone, Debug)]
 struct Entry {
     def: TableDef,
-    /// False for a table registered by a `TRUNCATE` (which carries neither columns nor key): the next
-    /// row change sets the key.
-    pk_known: bool,
     /// Column names the replica table has (introspected or added by us), compared per dialect.
     present: Vec<String>,
     /// `def.columns` by name: `needs_ddl` runs for every event.
@@ -78,7 +71,6 @@ impl Entry {
                 columns: Vec::new(),
                 pk: Vec::new(),
             },
-            pk_known: false,
             present,
             index: HashMap::new(),
         }
@@ -113,65 +105,30 @@ impl Catalog {
         self.tables.remove(name);
     }
 
-    /// True if [`Catalog::reconcile`] has work for this event: the table is unknown, the event carries
-    /// a column the definition lacks, or its key differs. Also true for events reconcile will reject
-    /// (no table name), so the error surfaces there. False for `B`, `C` and `M`.
-    pub fn needs_ddl(&self, event: &ChangeEvent) -> bool {
-        if !event.action.is_row_change() {
-            return false;
-        }
-        let Some(name) = table_name(event) else {
+    /// True if [`Catalog::reconcile`] has work for this row change: the table is unknown, the change
+    /// carries a column the definition lacks, or its key differs.
+    pub fn needs_ddl(&self, row: &RowChange) -> bool {
+        let Some(entry) = self.tables.get(&row.table) else {
             return true;
         };
-        let Some(entry) = self.tables.get(&name) else {
-            return true;
-        };
-        if event.action == Action::Truncate {
-            return false;
-        }
-        let event_pk = event
-            .pk
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .map(|k| k.name.as_str());
-        !entry.pk_known
-            || !pk_names(&entry.def).eq(event_pk)
-            || incoming(event).any(|c| !entry.index.contains_key(&c.name))
+        let row_pk = row.pk.iter().map(|k| k.name.as_str());
+        !pk_names(&entry.def).eq(row_pk)
+            || incoming(row).any(|c| !entry.index.contains_key(&c.name))
     }
 
-    /// Brings the definition of the event's table up to the event and returns the DDL to run, in
+    /// Brings the definition of the row's table up to the row change and returns the DDL to run, in
     /// order (create schema and table, add columns); the definition is updated as if it ran.
     ///
     /// `existing_columns`: the columns the replica table has, as introspected; None = the table does
     /// not exist on the replica. For a table the catalog already knows, None means "no news" and the
     /// catalog relies on what it knows.
-    ///
-    /// A `T` (truncate) carries no columns: for a table unknown to the catalog and absent from the
-    /// replica it returns no DDL and registers nothing (there is nothing to delete; the plan skips
-    /// it); for a table that exists on the replica it registers the table without columns, so the
-    /// truncate can be applied, and the next row change fills in columns and key.
     pub fn reconcile(
         &mut self,
-        event: &ChangeEvent,
+        event: &RowChange,
         existing_columns: Option<&[String]>,
     ) -> Result<Vec<String>, CatalogError> {
-        if !event.action.is_row_change() {
-            return Err(CatalogError::NotARowChange(event.action.as_str()));
-        }
-        let name = table_name(event).ok_or(CatalogError::NoTable)?;
+        let name = event.table.clone();
         let dialect = self.dialect;
-        if event.action == Action::Truncate {
-            match (self.tables.get_mut(&name), existing_columns) {
-                (Some(entry), Some(cols)) => merge_present(dialect, &mut entry.present, cols),
-                (None, Some(cols)) => {
-                    self.tables
-                        .insert(name.clone(), Entry::new(name, cols.to_vec()));
-                }
-                (_, None) => {}
-            }
-            return Ok(Vec::new());
-        }
         let columns = incoming_checked(event, &name)?;
         let pk = event_pk(event);
         if let Some(missing) = pk.iter().find(|k| !columns.iter().any(|c| &c.name == *k)) {
@@ -182,14 +139,15 @@ impl Catalog {
         }
         // Work on a copy so that an error leaves the catalog as it was.
         let known = self.tables.get(&name);
-        let create = known.is_none() && existing_columns.is_none();
+        let create_entry = known.is_none();
+        let create = create_entry && existing_columns.is_none();
         let mut next = known
             .cloned()
             .unwrap_or_else(|| Entry::new(name.clone(), Vec::new()));
         if let Some(cols) = existing_columns {
             merge_present(dialect, &mut next.present, cols);
         }
-        if next.pk_known && !pk_names(&next.def).eq(pk.iter().copied()) {
+        if !create_entry && !pk_names(&next.def).eq(pk.iter().copied()) {
             return Err(CatalogError::PrimaryKeyChanged {
                 old: pk_names(&next.def).map(str::to_owned).collect(),
                 new: pk.iter().map(|s| (*s).to_owned()).collect(),
@@ -197,9 +155,8 @@ impl Catalog {
             });
         }
         let added = add_columns(dialect, &mut next, &columns, &pk)?;
-        if !next.pk_known {
+        if create_entry {
             next.def.pk = pk_indices(&next.def, &pk);
-            next.pk_known = true;
         }
         let mut ddl = Vec::new();
         if create {
@@ -219,31 +176,24 @@ impl Catalog {
     }
 }
 
-/// The event's table, if it names one.
-pub fn table_name(event: &ChangeEvent) -> Option<TableName> {
-    match (&event.schema, &event.table) {
-        (Some(s), Some(t)) => Some(TableName::new(s.as_str(), t.as_str())),
-        _ => None,
-    }
-}
-
-/// The columns an event tells us about: `columns`, then those of `identity` not among them (a delete
-/// has only `identity`; a `REPLICA IDENTITY FULL` update's identity also has unchanged TOASTed ones).
-fn incoming(event: &ChangeEvent) -> impl Iterator<Item = &Column> {
-    let new = event.columns.as_deref().unwrap_or_default();
-    let old = event.identity.as_deref().unwrap_or_default();
+/// The columns a row change tells us about: the new values, then those of the old key or row not
+/// among them (a delete has only the old key; a `REPLICA IDENTITY FULL` update's old row also has
+/// unchanged TOASTed ones).
+fn incoming(row: &RowChange) -> impl Iterator<Item = &Column> {
+    let new = row.new_values().unwrap_or_default();
+    let old = row.old_values().unwrap_or_default();
     new.iter().chain(
         old.iter()
             .filter(move |o| !new.iter().any(|n| n.name == o.name)),
     )
 }
 
-/// [`incoming`], refusing an event without columns or with a column twice.
+/// [`incoming`], refusing a change without columns or with a column twice.
 fn incoming_checked<'e>(
-    event: &'e ChangeEvent,
+    row: &'e RowChange,
     table: &TableName,
 ) -> Result<Vec<&'e Column>, CatalogError> {
-    for list in [&event.columns, &event.identity].into_iter().flatten() {
+    for list in [row.new_values(), row.old_values()].into_iter().flatten() {
         let mut seen = HashSet::new();
         if let Some(c) = list.iter().find(|c| !seen.insert(c.name.as_str())) {
             return Err(CatalogError::DuplicateColumn {
@@ -252,25 +202,19 @@ fn incoming_checked<'e>(
             });
         }
     }
-    let columns: Vec<&Column> = incoming(event).collect();
+    let columns: Vec<&Column> = incoming(row).collect();
     if columns.is_empty() {
         return Err(CatalogError::NoColumns {
-            action: event.action.as_str(),
+            action: row.action().as_str(),
             table: table.clone(),
         });
     }
     Ok(columns)
 }
 
-/// The event's primary-key column names (empty: no primary key).
-fn event_pk(event: &ChangeEvent) -> Vec<&str> {
-    event
-        .pk
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|k| k.name.as_str())
-        .collect()
+/// The row's primary-key column names (empty: no primary key).
+fn event_pk(row: &RowChange) -> Vec<&str> {
+    row.pk.iter().map(|k| k.name.as_str()).collect()
 }
 
 fn pk_names(def: &TableDef) -> impl Iterator<Item = &str> {

@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use shared::telemetry::LogFormat;
 
+use crate::dialect::Dialect;
+
 /// Consumes one shard's Kafka topic (<prefix>.<shard>) in the consumer group
 /// <prefix>.<shard>.<replica-name> and applies the changes to one SQL replica.
 #[derive(Debug, Clone, Parser)]
@@ -167,14 +169,6 @@ impl Config {
     }
 }
 
-/// Which engine a replica URL points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    MySql,
-    Sqlite,
-    Postgres,
-}
-
 /// A replica URL; `Debug`/`Display` never show the password.
 #[derive(Clone)]
 pub struct ReplicaUrl {
@@ -190,11 +184,7 @@ impl ReplicaUrl {
 
     /// `mysql`, `sqlite` or `postgres`: the `dialect` label of metrics.
     pub fn scheme_label(&self) -> &'static str {
-        match self.dialect {
-            Dialect::MySql => "mysql",
-            Dialect::Sqlite => "sqlite",
-            Dialect::Postgres => "postgres",
-        }
+        self.dialect.label()
     }
 
     fn default_name(&self) -> String {
@@ -228,15 +218,11 @@ impl FromStr for ReplicaUrl {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let url = url::Url::parse(s).map_err(|e| format!("invalid URL: {e}"))?;
-        let dialect = match url.scheme() {
-            "mysql" | "mariadb" => Dialect::MySql,
-            "sqlite" => Dialect::Sqlite,
-            "postgres" | "postgresql" => Dialect::Postgres,
-            other => {
-                return Err(format!(
-                    "unsupported scheme {other:?}: use mysql://, sqlite:// or postgres://"
-                ))
-            }
+        let Some(dialect) = Dialect::from_scheme(url.scheme()) else {
+            return Err(format!(
+                "unsupported scheme {:?}: use mysql://, sqlite:// or postgres://",
+                url.scheme()
+            ));
         };
         Ok(ReplicaUrl { url, dialect })
     }
@@ -244,11 +230,7 @@ impl FromStr for ReplicaUrl {
 
 impl fmt::Display for ReplicaUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = self.url.clone();
-        if shown.password().is_some() {
-            let _ = shown.set_password(Some("***"));
-        }
-        f.write_str(shown.as_str())
+        f.write_str(&shared::config::redact_secrets(self.url.as_str()))
     }
 }
 
@@ -292,6 +274,8 @@ mod tests {
     fn password_is_hidden_and_scheme_checked() {
         let c = parse(&[]);
         assert!(!format!("{c:?} {}", c.replica_url).contains("secret"));
+        let in_query: ReplicaUrl = "postgres://h/db?user=u&password=secret".parse().unwrap();
+        assert!(!format!("{in_query:?} {in_query}").contains("secret"));
         assert!("oracle://x".parse::<ReplicaUrl>().is_err());
         assert_eq!(
             "sqlite:///tmp/r.db".parse::<ReplicaUrl>().unwrap().dialect,

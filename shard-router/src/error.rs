@@ -63,6 +63,14 @@ pub enum RouterError {
         partition: i32,
         found: String,
     },
+    /// A message is not a change this build can read: an unknown `cascade-format` version, no such
+    /// header, or a value that is not a change. The partition stops at it.
+    #[error("cannot decode the message at {at}")]
+    Undecodable {
+        at: Position,
+        #[source]
+        source: shared::codec::DecodeError,
+    },
     /// The partition's messages break the framing rules of docs/event-format.md.
     #[error("the stream at {at} breaks the event framing: {reason}")]
     Framing { at: Position, reason: String },
@@ -86,6 +94,7 @@ impl RouterError {
             } => is_transient(e),
             RouterError::Event { db_error: None, .. }
             | RouterError::Framing { .. }
+            | RouterError::Undecodable { .. }
             | RouterError::Fenced { .. }
             | RouterError::Service(_)
             | RouterError::Catalog(_) => false,
@@ -101,7 +110,7 @@ impl RouterError {
             RouterError::Replica { .. } => "replica",
             RouterError::Event { .. } if self.is_retryable() => "replica_unavailable",
             RouterError::Event { .. } => "event",
-            RouterError::Framing { .. } => "framing",
+            RouterError::Framing { .. } | RouterError::Undecodable { .. } => "framing",
             RouterError::Fenced { .. } => "fenced",
         }
     }
@@ -175,5 +184,24 @@ mod tests {
         );
         assert!(!e.is_retryable());
         assert_eq!(e.kind(), "event");
+    }
+
+    #[test]
+    fn an_unknown_format_stops_the_partition_naming_the_version_and_position() {
+        let source = shared::codec::check_format(Some(b"7")).unwrap_err();
+        let e = RouterError::Undecodable {
+            at: Position {
+                topic: "cascade.main".into(),
+                partition: 1,
+                offset: 9,
+            },
+            source,
+        };
+        assert_eq!(
+            shared::service::error_chain(&e),
+            "cannot decode the message at topic cascade.main partition 1 offset 9: unknown cascade-format version \"7\": this build reads version 1; upgrade the router"
+        );
+        assert!(!e.is_retryable());
+        assert_eq!(e.kind(), "framing");
     }
 }

@@ -12,6 +12,7 @@ pub mod batch;
 pub mod catalog;
 pub mod config;
 pub mod consume;
+pub mod dialect;
 pub mod error;
 pub mod metrics;
 pub mod partition;

@@ -1,10 +1,9 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use shared::service::Invalid;
 
 fn main() -> ExitCode {
-    let config = shard_router::config::Config::parse();
+    let config: shard_router::config::Config = shared::service::parse_args(std::env::args_os());
     shared::service::run(
         "shard-router",
         config.log_format,

@@ -43,7 +43,7 @@ pub fn describe() {
     );
     describe_counter!(
         FRAMES_SKIPPED,
-        "Source transaction frames not applied, by reason: already_applied (a re-sent copy) or cut (interrupted by a new begin; re-sent whole later)"
+        "Source transaction frames not applied, by reason: already_applied (a re-sent copy), cut (interrupted by a new begin; re-sent whole later) or short (fewer messages than its C counts; re-sent whole later)"
     );
     describe_histogram!(
         REPLICA_COMMIT_LATENCY,

@@ -11,7 +11,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use shared::backoff::Backoff;
-use shared::{Action, ChangeEvent, Lsn};
+use shared::{codec, Action, Lsn};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -20,19 +20,32 @@ use crate::batch::{AppliedPosition, Batch, Flush, Next, TruncateAt};
 use crate::consume::{partition_count, Health, PartitionQueue, RouterConsumer};
 use crate::error::{Position, RouterError};
 use crate::metrics as m;
+use crate::replica::{AnyReplica, Replica};
 
 /// How often a partition waiting at a truncate checks whether the others arrived.
 const BARRIER_POLL: Duration = Duration::from_millis(50);
 
 /// What a partition task needs; cheap to clone.
-#[derive(Clone)]
-pub struct PartitionCtx {
-    pub applier: Arc<Applier>,
+pub struct PartitionCtx<R = AnyReplica> {
+    pub applier: Arc<Applier<R>>,
     pub consumer: Arc<RouterConsumer>,
     pub health: Health,
     pub batch_max_rows: usize,
     pub batch_max_wait: Duration,
     pub max_backoff: Duration,
+}
+
+impl<R> Clone for PartitionCtx<R> {
+    fn clone(&self) -> Self {
+        PartitionCtx {
+            applier: Arc::clone(&self.applier),
+            consumer: Arc::clone(&self.consumer),
+            health: self.health.clone(),
+            batch_max_rows: self.batch_max_rows,
+            batch_max_wait: self.batch_max_wait,
+            max_backoff: self.max_backoff,
+        }
+    }
 }
 
 /// Why the loop ended.
@@ -41,8 +54,8 @@ enum Stop {
     Failed(RouterError),
 }
 
-pub async fn run(
-    ctx: PartitionCtx,
+pub async fn run<R: Replica>(
+    ctx: PartitionCtx<R>,
     partition: i32,
     queue: PartitionQueue,
     cancel: CancellationToken,
@@ -62,8 +75,8 @@ pub async fn run(
     metrics::gauge!(m::PARTITIONS_ASSIGNED).decrement(1.0);
 }
 
-struct Task {
-    ctx: PartitionCtx,
+struct Task<R> {
+    ctx: PartitionCtx<R>,
     partition: i32,
     cancel: CancellationToken,
     /// The position this task last wrote to (or read from) the replica; every apply checks the
@@ -76,7 +89,7 @@ struct Task {
     done_spans: Vec<(tracing::Span, Option<String>)>,
 }
 
-impl Task {
+impl<R: Replica> Task<R> {
     fn topic(&self) -> &str {
         &self.ctx.applier.topic
     }
@@ -119,11 +132,7 @@ impl Task {
         if !shared::telemetry::exporting_traces() {
             return tracing::Span::none();
         }
-        let system = match self.ctx.applier.replica.dialect() {
-            crate::config::Dialect::MySql => "mysql",
-            crate::config::Dialect::Sqlite => "sqlite",
-            crate::config::Dialect::Postgres => "postgresql",
-        };
+        let system = self.ctx.applier.replica.dialect().db_system();
         let mut frames = self.done_spans.iter().chain(self.open_span.iter());
         let span = match frames.next() {
             Some((parent, _)) => tracing::info_span!(
@@ -202,9 +211,9 @@ impl Task {
             let (offset, decoded, trace) = match message {
                 Ok(msg) => (
                     msg.offset(),
-                    msg.payload()
-                        .ok_or_else(|| "the message has no value".to_owned())
-                        .and_then(|p| ChangeEvent::from_json(p).map_err(|e| e.to_string())),
+                    // Decoded once: the typed change is what every later stage works on.
+                    codec::check_format(header(&msg, codec::FORMAT_HEADER))
+                        .and_then(|()| codec::decode(msg.payload().unwrap_or_default())),
                     traceparent_of(&msg),
                 ),
                 Err(error) => {
@@ -213,17 +222,17 @@ impl Task {
                     continue;
                 }
             };
-            let event = match decoded {
-                Ok(e) => e,
-                Err(reason) => {
-                    return Stop::Failed(RouterError::Framing {
+            let change = match decoded {
+                Ok(c) => c,
+                Err(source) => {
+                    return Stop::Failed(RouterError::Undecodable {
                         at: self.at(offset),
-                        reason: format!("cannot decode the event: {reason}"),
+                        source,
                     })
                 }
             };
-            self.trace_frame(event.action, offset, trace);
-            let next = match batch.push(offset, event) {
+            self.trace_frame(change.action(), offset, trace);
+            let next = match batch.push(offset, change) {
                 Ok(n) => n,
                 Err(e) => {
                     return Stop::Failed(RouterError::Framing {
@@ -258,22 +267,21 @@ impl Task {
         &mut self,
         batch: &mut Batch,
         partial: bool,
-        truncate_arrival: Option<(&str, Lsn)>,
+        arrival: Option<(&str, Lsn)>,
     ) -> Result<(), Stop> {
-        if !batch.has_work(partial) && truncate_arrival.is_none() {
+        if !batch.has_work(partial) && arrival.is_none() {
             return Ok(());
         }
         let mut flush: Flush = batch.take_flush(partial);
-        let needs_write = !flush.rows.is_empty()
-            || truncate_arrival.is_some()
-            || flush.position != batch.applied();
+        let needs_write =
+            !flush.rows.is_empty() || arrival.is_some() || flush.position != batch.applied();
         if needs_write {
             let applier = Arc::clone(&self.ctx.applier);
             let span = self.db_span(flush.rows.len());
             let applied = self
                 .retry("applying a batch", || {
                     applier
-                        .apply(self.partition, &self.durable, &flush, truncate_arrival)
+                        .apply(self.partition, &self.durable, &flush, arrival)
                         .instrument(span.clone())
                 })
                 .await;
@@ -320,7 +328,7 @@ impl Task {
     /// Applies everything before the truncate, waits until every partition reached it, then empties
     /// the table once (whichever partition gets there first does it).
     async fn truncate(&mut self, batch: &mut Batch, t: &TruncateAt) -> Result<(), Stop> {
-        let table = format!("{}.{}", t.schema, t.table);
+        let table = t.table.to_string();
         self.flush(batch, true, Some((&table, t.lsn))).await?;
         let started = Instant::now();
         let mut last_log = Instant::now();
@@ -330,9 +338,7 @@ impl Task {
         loop {
             let (arrived, done) = self
                 .retry("reading the truncate barrier", || {
-                    applier
-                        .replica
-                        .truncate_state(&applier.topic, &table, t.lsn)
+                    applier.replica.barrier_state(&applier.topic, &table, t.lsn)
                 })
                 .await?;
             if done {
@@ -348,12 +354,12 @@ impl Task {
             if partitions > 0 && arrived >= partitions as i64 {
                 let delete = self
                     .retry("checking the truncated table", || {
-                        applier.delete_all(&t.schema, &t.table)
+                        applier.delete_all(&t.table)
                     })
                     .await?;
                 let did = self
                     .retry("truncating", || {
-                        applier.replica.truncate_once(
+                        applier.replica.barrier_once(
                             &applier.topic,
                             &table,
                             t.lsn,
@@ -454,6 +460,15 @@ impl From<RouterError> for Stop {
     fn from(e: RouterError) -> Self {
         Stop::Failed(e)
     }
+}
+
+/// The value of a message's header.
+fn header<'m>(msg: &'m rdkafka::message::BorrowedMessage<'_>, key: &str) -> Option<&'m [u8]> {
+    use rdkafka::message::Headers;
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
 }
 
 /// The `traceparent` header of a message, when traces are exported.

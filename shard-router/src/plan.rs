@@ -2,7 +2,8 @@
 //!
 //! - Tables with a primary key: `I` and `U` upsert the columns the event carries (a column left out, an
 //!   unchanged TOASTed one, keeps its replica value); a `U` whose `identity` holds a different key first
-//!   deletes the old key. `D` deletes by key (`identity`). `T` deletes every row.
+//!   deletes the old key. `D` deletes by key (`identity`). (A `T` is not a row change: the truncate
+//!   barrier empties the table.)
 //! - Tables without one: `I` inserts; `D` deletes one row equal to `identity` (the old row, with
 //!   `REPLICA IDENTITY FULL`); `U` does both. Without `identity`, `U` and `D` cannot be applied.
 //! - Consecutive changes of the same kind, table and column set become one multi-row statement, split
@@ -13,10 +14,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use shared::{Action, ChangeEvent, Column};
+use shared::{Action, Column, RowChange, RowOp};
 
-use crate::catalog::{table_name, Catalog};
-use crate::config::Dialect;
+use crate::catalog::Catalog;
+use crate::dialect::Dialect;
 use crate::sql::{self, TableDef, TableName};
 use crate::types::{convert, Bind, ValueError};
 use key::KeyPart;
@@ -61,10 +62,10 @@ impl StatementKind {
 
 /// A change that cannot be planned: which one (`index` into `changes`), its table, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot apply change {index} to {}", table.as_ref().map_or_else(|| "an unnamed table".to_owned(), |t| format!("table {t}")))]
+#[error("cannot apply change {index} to table {table}")]
 pub struct PlanError {
     pub index: usize,
-    pub table: Option<TableName>,
+    pub table: TableName,
     /// Boxed to keep `Result<_, PlanError>` small.
     #[source]
     pub cause: Box<PlanCause>,
@@ -73,10 +74,6 @@ pub struct PlanError {
 /// Why a change cannot be planned. Names columns, never values.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanCause {
-    #[error("the event names no schema or table")]
-    NoTable,
-    #[error("a {0} event is not a row change")]
-    NotARowChange(&'static str),
     #[error("the table is not in the catalog (its DDL has not run)")]
     UnknownTable,
     #[error("column {0:?} is not in the catalog (its DDL has not run)")]
@@ -89,6 +86,8 @@ pub enum PlanCause {
     MissingKey(String),
     #[error("the table has no primary key and no REPLICA IDENTITY FULL, so updates and deletes cannot be applied")]
     NoIdentity,
+    #[error("the table has no primary key and columns named rowid, _rowid_ and oid, which hide every name of SQLite's rowid, so one of several equal rows cannot be updated or deleted; give the source table a primary key or rename one of those columns")]
+    NoRowid,
     #[error("cannot convert the value of column {column:?}")]
     Value {
         column: String,
@@ -97,17 +96,19 @@ pub enum PlanCause {
     },
 }
 
-/// Plans the row changes (`I`, `U`, `D`, `T`) of one replica transaction, in order. The catalog must
-/// know every table and column the changes use (the executor ran its DDL); a `T` of a table the
-/// catalog does not know plans to nothing.
-pub fn plan(catalog: &Catalog, changes: &[&ChangeEvent]) -> Result<Vec<Statement>, PlanError> {
+/// Plans the row changes (`I`, `U`, `D`) of one replica transaction, in order. The catalog must know
+/// every table and column the changes use (the executor ran its DDL).
+pub fn plan<'r>(
+    catalog: &Catalog,
+    changes: impl IntoIterator<Item = &'r RowChange>,
+) -> Result<Vec<Statement>, PlanError> {
     plan_within(catalog, changes, sql::max_binds(catalog.dialect()))
 }
 
 /// [`plan`] with an explicit bind limit per statement.
-pub(crate) fn plan_within(
+pub(crate) fn plan_within<'r>(
     catalog: &Catalog,
-    changes: &[&ChangeEvent],
+    changes: impl IntoIterator<Item = &'r RowChange>,
     max_binds: usize,
 ) -> Result<Vec<Statement>, PlanError> {
     let mut planner = Planner {
@@ -117,10 +118,10 @@ pub(crate) fn plan_within(
         out: Vec::new(),
         run: None,
     };
-    for (index, event) in changes.iter().enumerate() {
-        planner.change(event).map_err(|cause| PlanError {
+    for (index, change) in changes.into_iter().enumerate() {
+        planner.change(change).map_err(|cause| PlanError {
             index,
-            table: table_name(event),
+            table: change.table.clone(),
             cause: Box::new(cause),
         })?;
     }
@@ -151,36 +152,21 @@ struct Planner<'c> {
 }
 
 impl<'c> Planner<'c> {
-    fn change(&mut self, event: &ChangeEvent) -> Result<(), PlanCause> {
-        let name = table_name(event).ok_or(PlanCause::NoTable)?;
+    fn change(&mut self, change: &RowChange) -> Result<(), PlanCause> {
         let catalog = self.catalog;
-        match event.action {
-            Action::Truncate => {
-                if let Some(def) = catalog.lookup(&name) {
-                    self.flush();
-                    let sql = sql::delete_all(self.dialect, &def.name);
-                    self.emit(StatementKind::DeleteAll, def, sql, Vec::new(), 1);
-                }
-                return Ok(());
+        let def = catalog
+            .lookup(&change.table)
+            .ok_or(PlanCause::UnknownTable)?;
+        let new = match &change.op {
+            RowOp::Delete { .. } => None,
+            RowOp::Insert { new } | RowOp::Update { new, .. } if new.is_empty() => {
+                return Err(PlanCause::NoColumns)
             }
-            Action::Insert | Action::Update | Action::Delete => {}
-            other => return Err(PlanCause::NotARowChange(other.as_str())),
-        }
-        let def = catalog.lookup(&name).ok_or(PlanCause::UnknownTable)?;
-        let new = match event.action {
-            Action::Delete => None,
-            _ => {
-                let columns = event.columns.as_deref().filter(|c| !c.is_empty());
-                Some(self.row(def, columns.ok_or(PlanCause::NoColumns)?)?)
-            }
+            RowOp::Insert { new } | RowOp::Update { new, .. } => Some(self.row(def, new)?),
         };
-        let old = event
-            .identity
-            .as_deref()
-            .map(|c| self.row(def, c))
-            .transpose()?;
+        let old = change.old_values().map(|c| self.row(def, c)).transpose()?;
         if def.pk.is_empty() {
-            self.without_key(def, event.action, new, old)
+            self.without_key(def, change.action(), new, old)
         } else {
             self.with_key(def, new, old)
         }
@@ -222,6 +208,9 @@ impl<'c> Planner<'c> {
     ) -> Result<(), PlanCause> {
         if action != Action::Insert {
             let old = old.as_ref().ok_or(PlanCause::NoIdentity)?;
+            if !sql::can_delete_one(self.dialect, def) {
+                return Err(PlanCause::NoRowid);
+            }
             self.flush();
             let columns: Vec<(usize, bool)> =
                 old.iter().map(|(i, b)| (*i, *b == Bind::Null)).collect();
@@ -380,7 +369,7 @@ fn key_of(def: &TableDef, row: &Row) -> Result<(Vec<Bind>, Vec<KeyPart>), PlanCa
         let (Some(column), Some((_, bind))) = (column, found) else {
             return Err(missing_key(def, k));
         };
-        parts.push(KeyPart::new(column.ty.kind, bind));
+        parts.push(KeyPart::new(&column.ty, bind));
         binds.push(bind.clone());
     }
     Ok((binds, parts))

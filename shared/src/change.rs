@@ -130,6 +130,10 @@ pub struct TxnBoundary {
     pub nextlsn: Lsn,
     /// Commit time, as PostgreSQL prints it in the source's `TimeZone` (cdc pins UTC).
     pub timestamp: Option<String>,
+    /// On a `C` published by cdc: how many messages of this transaction the partition holds between
+    /// its `B` and this `C` (row changes and truncates), so a consumer can tell a whole frame from one
+    /// that lost a message. None on `B` and on a `C` as wal2json prints it.
+    pub messages: Option<u64>,
 }
 
 impl TxnBoundary {

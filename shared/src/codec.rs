@@ -64,6 +64,8 @@ struct Wire<C, P, S> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nextlsn: Option<Lsn>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    messages: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     schema: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     table: Option<S>,
@@ -92,6 +94,7 @@ impl<'a> BorrowedWire<'a> {
             timestamp: origin.timestamp.as_deref(),
             lsn: origin.lsn,
             nextlsn: None,
+            messages: None,
             schema: None,
             table: None,
             columns: None,
@@ -117,6 +120,7 @@ pub fn encode_into(change: &Change, out: &mut Vec<u8>) {
     let wire = match change {
         Change::Begin(t) | Change::Commit(t) => Wire {
             nextlsn: Some(t.nextlsn),
+            messages: t.messages,
             xid: Some(t.xid),
             timestamp: t.timestamp.as_deref(),
             lsn: Some(t.lsn),
@@ -194,6 +198,7 @@ pub fn decode(payload: &[u8]) -> Result<Change, DecodeError> {
                     .nextlsn
                     .ok_or_else(|| missing("nextlsn (is include-lsn on?)"))?,
                 timestamp: origin.timestamp,
+                messages: wire.messages,
             };
             if action == Action::Begin {
                 Change::Begin(boundary)

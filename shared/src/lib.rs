@@ -5,7 +5,6 @@ pub mod backoff;
 pub mod change;
 pub mod codec;
 pub mod config;
-pub mod event;
 pub mod health;
 pub mod lsn;
 pub mod names;
@@ -21,5 +20,4 @@ pub use change::{
     Truncate, TxnBoundary,
 };
 pub use codec::{FORMAT_HEADER, FORMAT_VERSION};
-pub use event::ChangeEvent;
 pub use lsn::Lsn;

@@ -128,6 +128,37 @@ where
     }
 }
 
+/// Parses the command line (`args`, program name first) into `C`, like clap's `parse_from`, except
+/// that an argument error never shows a credential: clap quotes the value it refused, and a refused
+/// `--source-url` is a URL with its password. Help and version print as usual; an argument error
+/// exits 2 (clap's usage-error code, the same as an invalid configuration).
+pub fn parse_args<C, I>(args: I) -> C
+where
+    C: clap::Parser,
+    I: IntoIterator,
+    I::Item: Into<std::ffi::OsString> + Clone,
+{
+    match C::try_parse_from(args) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                error.exit()
+            }
+            eprint!(
+                "{}",
+                crate::config::redact_secrets(&error.render().to_string())
+            );
+            std::process::exit(error.exit_code())
+        }
+    }
+}
+
 /// The error and its causes on one line, `error: cause: cause`.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut s = error.to_string();

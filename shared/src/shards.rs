@@ -4,7 +4,10 @@
 //! complete example, in `docs/configuration.md`.
 //!
 //! The shard of a value is decided from its **canonical text**: the text of a JSON string (without
-//! quotes or escapes), or the exact text of a JSON number (`42`, `1.50`), `true`/`false` for booleans.
+//! quotes or escapes), or the text of a JSON number (`42`), `true`/`false` for booleans; a plain
+//! decimal (a number, or a string of the form `-?digits[.digits]`) is taken without trailing
+//! fractional zeros and without a minus on zero (`1.50` → `1.5`, `1.000` → `1`), so values equal as
+//! numerics always land on one shard.
 //! - `hash`: shard number `(murmur2(canonical text as UTF-8) & 0x7fffffff) % number of shards`, shards
 //!   numbered in file order; murmur2 is Kafka's (seed `0x9747b28c`), so any Kafka client library
 //!   computes the same shard.
@@ -19,7 +22,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::config::ConfigError;
-use crate::routing::murmur2;
+use crate::routing::{canonical_decimal, murmur2};
 
 /// The shard used when there is no routing file.
 pub const DEFAULT_SHARD: &str = "main";
@@ -409,12 +412,19 @@ impl ShardMap {
                 }
             }
             Some(b'"') => {
-                serde_json::from_str::<String>(raw).map_err(|_| PlacementError::UnusableKey {
-                    table: table.to_owned(),
-                    column: column.to_owned(),
-                })?
+                let text = serde_json::from_str::<String>(raw).map_err(|_| {
+                    PlacementError::UnusableKey {
+                        table: table.to_owned(),
+                        column: column.to_owned(),
+                    }
+                })?;
+                match canonical_decimal(&text) {
+                    same if same.len() == text.len() => text,
+                    shorter => shorter.to_owned(),
+                }
             }
-            Some(b'-' | b'0'..=b'9' | b't' | b'f') => raw.to_owned(),
+            Some(b'-' | b'0'..=b'9') => canonical_decimal(raw).to_owned(),
+            Some(b't' | b'f') => raw.to_owned(),
             _ => {
                 return Err(PlacementError::UnusableKey {
                     table: table.to_owned(),

@@ -56,6 +56,10 @@ impl KafkaSink {
         let queue_messages = (config.max_in_flight * 2).clamp(1000, 10_000_000);
         let producer: FutureProducer = client_config(config)
             .set("enable.idempotence", "true")
+            // A message that fails after later ones of its partition were written would leave a gap
+            // in a frame; with this librdkafka raises a fatal error instead, and the session restarts
+            // from the slot's confirmed position, re-sending the transaction whole.
+            .set("enable.gapless.guarantee", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("linger.ms", config.kafka_linger.as_millis().to_string())

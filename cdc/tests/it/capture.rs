@@ -212,7 +212,7 @@ async fn kafka_stream_matches_wal2json_row_for_row() {
                     .pk
                     .iter()
                     .flatten()
-                    .map(|k| &*cols.iter().find(|c| c.name == k.name).unwrap().value),
+                    .map(|k| cols.iter().find(|c| c.name == k.name).unwrap()),
             );
             assert_eq!(key, &want[..], "key is not the primary-key values");
         }

@@ -31,6 +31,19 @@ fn bad_url_names_the_flag() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--slot/CDC_SLOT"), "{err}");
+    // A URL refused by the argument parser is quoted back without its password.
+    let (code, err) = run_cdc(
+        "postgres://u:pa55word@h:notaport/db",
+        "127.0.0.1:1",
+        &[],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--source-url") && err.contains("u:***@h"),
+        "{err}"
+    );
+    assert!(!err.contains("pa55word"), "the password was printed: {err}");
 }
 
 #[test]

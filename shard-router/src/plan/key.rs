@@ -1,6 +1,6 @@
 //! Key values as the replica compares them, for replacing rows within an upsert run.
 
-use crate::types::{Bind, ValueKind};
+use crate::types::{Bind, ColumnType, ValueKind};
 
 /// A key value compared as the replica compares it, for replacing rows within an upsert run.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -13,8 +13,8 @@ pub(super) enum KeyPart {
 }
 
 impl KeyPart {
-    pub(super) fn new(kind: ValueKind, bind: &Bind) -> KeyPart {
-        match (kind, bind) {
+    pub(super) fn new(ty: &ColumnType, bind: &Bind) -> KeyPart {
+        match (ty.kind, bind) {
             (_, Bind::Null) => KeyPart::Null,
             (_, Bind::Int(i)) => KeyPart::Int(*i),
             (_, Bind::Float(f)) => KeyPart::Float(float_bits(*f)),
@@ -22,7 +22,9 @@ impl KeyPart {
                 |_| KeyPart::Text(t.clone()),
                 |f| KeyPart::Float(float_bits(f)),
             ),
-            (ValueKind::Numeric { .. }, Bind::Text(t)) => KeyPart::Text(canonical_decimal(t)),
+            (ValueKind::Numeric { .. }, Bind::Text(t)) if !ty.stored_as_text() => {
+                KeyPart::Text(canonical_decimal(t))
+            }
             (_, Bind::Text(t)) => KeyPart::Text(t.clone()),
             (_, Bind::Bytes(b)) => KeyPart::Bytes(b.clone()),
         }
@@ -73,37 +75,66 @@ mod tests {
         Bind::Text(s.to_owned())
     }
 
+    fn ty(ddl: &str, kind: ValueKind) -> ColumnType {
+        ColumnType {
+            ddl: ddl.to_owned(),
+            cast: None,
+            kind,
+        }
+    }
+
+    #[test]
+    fn numeric_keys_compare_as_the_replica_stores_them() {
+        let numeric = ValueKind::Numeric { limit: None };
+        // PostgreSQL numeric, MySQL DECIMAL: by value.
+        assert_eq!(
+            KeyPart::new(&ty("numeric", numeric), &text("1.000")),
+            KeyPart::new(&ty("numeric", numeric), &text("1"))
+        );
+        // SQLite TEXT, MySQL LONGTEXT/VARCHAR: as text.
+        for ddl in ["TEXT", "LONGTEXT", "VARCHAR(255)"] {
+            assert_ne!(
+                KeyPart::new(&ty(ddl, numeric), &text("1.000")),
+                KeyPart::new(&ty(ddl, numeric), &text("1")),
+                "{ddl}"
+            );
+        }
+    }
+
     #[test]
     fn normalises_numeric_and_float_keys_only() {
         assert_eq!(canonical_decimal("-001.500"), "-1.5");
         assert_eq!(canonical_decimal("-0.000"), "0");
         assert_eq!(canonical_decimal("NaN"), "NaN");
         assert_eq!(
-            KeyPart::new(ValueKind::Float, &text("-0")),
-            KeyPart::new(ValueKind::Float, &Bind::Float(0.0))
+            KeyPart::new(&ty("x", ValueKind::Float), &text("-0")),
+            KeyPart::new(&ty("x", ValueKind::Float), &Bind::Float(0.0))
         );
         assert_eq!(
-            KeyPart::new(ValueKind::Float, &text("NaN")),
-            KeyPart::new(ValueKind::Float, &Bind::Float(-f64::NAN))
+            KeyPart::new(&ty("x", ValueKind::Float), &text("NaN")),
+            KeyPart::new(&ty("x", ValueKind::Float), &Bind::Float(-f64::NAN))
         );
         assert_ne!(
-            KeyPart::new(ValueKind::Text, &text("a")),
-            KeyPart::new(ValueKind::Text, &text("a "))
+            KeyPart::new(&ty("x", ValueKind::Text), &text("a")),
+            KeyPart::new(&ty("x", ValueKind::Text), &text("a "))
         );
         assert_eq!(canonical_decimal("12"), "12");
         assert_eq!(canonical_decimal("1."), "1");
         assert_eq!(
-            KeyPart::new(ValueKind::Text, &text("1.0")),
+            KeyPart::new(&ty("x", ValueKind::Text), &text("1.0")),
             KeyPart::Text("1.0".to_owned())
         );
         assert_eq!(
-            KeyPart::new(ValueKind::Float, &text("x")),
+            KeyPart::new(&ty("x", ValueKind::Float), &text("x")),
             KeyPart::Text("x".to_owned())
         );
         assert_eq!(
-            KeyPart::new(ValueKind::Bytes, &Bind::Bytes(vec![1])),
+            KeyPart::new(&ty("x", ValueKind::Bytes), &Bind::Bytes(vec![1])),
             KeyPart::Bytes(vec![1])
         );
-        assert_eq!(KeyPart::new(ValueKind::Int, &Bind::Null), KeyPart::Null);
+        assert_eq!(
+            KeyPart::new(&ty("x", ValueKind::Int), &Bind::Null),
+            KeyPart::Null
+        );
     }
 }

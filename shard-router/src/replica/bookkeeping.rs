@@ -1,24 +1,23 @@
 //! The router's own tables in each replica:
 //! - `_cascade_position`: per (topic, partition), what the replica holds (see [`AppliedPosition`]),
 //!   written in the same transaction as the rows;
-//! - `_cascade_truncate`: the truncate barrier, one row per partition that reached a truncate (with its
-//!   partition number) and one with partition `-1` once the table was emptied.
+//! - `_cascade_truncate`: the barriers ([`crate::barrier`]), one row per partition that reached a
+//!   barrier (with its partition number) and one with partition `-1` once its action ran. The key
+//!   column is `table_name`, the name it had when truncates were the only barrier.
 //!
 //! LSNs are stored as BIGINT holding the u64's bits (`as i64` and back), so every LSN round-trips
 //! exactly; they are only ever compared in Rust.
 
 use shared::Lsn;
 
-use super::exec::{self, Bookkeeping};
-use super::Replica;
+use super::exec::Bookkeeping;
 use crate::batch::AppliedPosition;
-use crate::config::Dialect;
-use crate::error::RouterError;
+use crate::dialect::Dialect;
 use crate::sql::{quote_ident, Placeholders};
 use crate::types::Bind;
 
-pub(super) const POSITION_TABLE: &str = "_cascade_position";
-pub(super) const TRUNCATE_TABLE: &str = "_cascade_truncate";
+const POSITION_TABLE: &str = "_cascade_position";
+const TRUNCATE_TABLE: &str = "_cascade_truncate";
 
 pub(super) fn create_tables(dialect: Dialect) -> Vec<String> {
     match dialect {
@@ -80,13 +79,13 @@ fn insert_ignoring(dialect: Dialect, name: &str, columns: &str, n: usize) -> Str
     }
 }
 
-/// The statements that record `position` (and a truncate arrival) inside an apply transaction.
+/// The statements that record `position` (and a barrier arrival) inside an apply transaction.
 pub(super) fn position_statements(
     dialect: Dialect,
     topic: &str,
     partition: i32,
     position: &AppliedPosition,
-    truncate_arrival: Option<(&str, Lsn)>,
+    arrival: Option<(&str, Lsn)>,
 ) -> Vec<Bookkeeping> {
     let p = params(dialect, 5).join(", ");
     let columns = "topic, kafka_partition, commit_lsn, partial_lsn, partial_rows";
@@ -111,7 +110,7 @@ pub(super) fn position_statements(
             Bind::Int(i64::try_from(position.partial_rows).unwrap_or(i64::MAX)),
         ],
     }];
-    if let Some((table, at)) = truncate_arrival {
+    if let Some((key, at)) = arrival {
         out.push(Bookkeeping {
             sql: insert_ignoring(
                 dialect,
@@ -121,7 +120,7 @@ pub(super) fn position_statements(
             ),
             binds: vec![
                 Bind::Text(topic.to_owned()),
-                Bind::Text(table.to_owned()),
+                Bind::Text(key.to_owned()),
                 lsn(at),
                 Bind::Int(i64::from(partition)),
             ],
@@ -167,34 +166,22 @@ pub(super) fn select_position(
     }
 }
 
-pub(super) async fn read_position(
-    replica: &Replica,
-    topic: &str,
-    partition: i32,
-) -> Result<AppliedPosition, RouterError> {
-    let query = select_position(replica.dialect(), topic, partition, false);
-    let row = on_pool!(replica, pool => exec::read_ints(pool, &query).await).map_err(|e| {
-        RouterError::replica(format!("reading the position of {topic}/{partition}"), e)
-    })?;
-    Ok(match row.as_deref() {
+/// The position a [`select_position`] row holds (zero if none).
+pub(super) fn position_of(row: Option<&[i64]>) -> AppliedPosition {
+    match row {
         Some(&[c, p, r]) => AppliedPosition {
             commit_lsn: Lsn(c as u64),
             partial_lsn: Lsn(p as u64),
             partial_rows: u64::try_from(r).unwrap_or(0),
         },
         _ => AppliedPosition::default(),
-    })
+    }
 }
 
-pub(super) async fn truncate_state(
-    replica: &Replica,
-    topic: &str,
-    name: &str,
-    at: Lsn,
-) -> Result<(i64, bool), RouterError> {
-    let dialect = replica.dialect();
+/// Reads how many partitions reached a barrier and whether it is done: `(arrived, done)` counts.
+pub(super) fn barrier_state(dialect: Dialect, topic: &str, key: &str, at: Lsn) -> Bookkeeping {
     let p = params(dialect, 3);
-    let query = Bookkeeping {
+    Bookkeeping {
         sql: format!(
             "SELECT COUNT(CASE WHEN kafka_partition >= 0 THEN 1 END), COUNT(CASE WHEN kafka_partition < 0 THEN 1 END) \
              FROM {} WHERE topic = {} AND table_name = {} AND truncate_lsn = {}",
@@ -205,27 +192,15 @@ pub(super) async fn truncate_state(
         ),
         binds: vec![
             Bind::Text(topic.to_owned()),
-            Bind::Text(name.to_owned()),
+            Bind::Text(key.to_owned()),
             lsn(at),
         ],
-    };
-    let row = on_pool!(replica, pool => exec::read_ints(pool, &query).await)
-        .map_err(|e| RouterError::replica(format!("reading the truncate barrier of {name}"), e))?;
-    match row.as_deref() {
-        Some(&[arrived, done]) => Ok((arrived, done > 0)),
-        _ => Ok((0, false)),
     }
 }
 
-pub(super) async fn truncate_once(
-    replica: &Replica,
-    topic: &str,
-    table: &str,
-    at: Lsn,
-    delete: Option<&str>,
-) -> Result<bool, RouterError> {
-    let dialect = replica.dialect();
-    let claim = Bookkeeping {
+/// Claims a barrier's action: inserts the "done" row, affecting no row if another partition did.
+pub(super) fn barrier_claim(dialect: Dialect, topic: &str, key: &str, at: Lsn) -> Bookkeeping {
+    Bookkeeping {
         sql: insert_ignoring(
             dialect,
             TRUNCATE_TABLE,
@@ -234,36 +209,11 @@ pub(super) async fn truncate_once(
         ),
         binds: vec![
             Bind::Text(topic.to_owned()),
-            Bind::Text(table.to_owned()),
+            Bind::Text(key.to_owned()),
             lsn(at),
             Bind::Int(-1),
         ],
-    };
-    let delete = delete.map(|sql| Bookkeeping {
-        sql: sql.to_owned(),
-        binds: Vec::new(),
-    });
-    let result = on_pool!(replica, pool => exec::claim_then(pool, &claim, delete.as_ref()).await);
-    result.map_err(|e| RouterError::replica(format!("truncating {table}"), e))
-}
-
-/// The binary collation for text columns of new MySQL tables: NO PAD where the server has one, so
-/// `'a'` and `'a '` stay different keys (MariaDB `utf8mb4_nopad_bin`, MySQL 8 `utf8mb4_0900_bin`).
-pub(super) async fn mysql_collation(pool: &sqlx::MySqlPool) -> Result<String, RouterError> {
-    for candidate in ["utf8mb4_nopad_bin", "utf8mb4_0900_bin"] {
-        let found: Option<String> = sqlx::query_scalar(
-            "SELECT CAST(COLLATION_NAME AS CHAR) FROM information_schema.COLLATIONS WHERE COLLATION_NAME = ?",
-        )
-        .bind(candidate)
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| RouterError::replica("reading the server's collations", e))?;
-        if let Some(found) = found {
-            return Ok(found);
-        }
     }
-    tracing::warn!("the MySQL server has no NO PAD binary collation: text keys differing only in trailing spaces will collide");
-    Ok("utf8mb4_bin".to_owned())
 }
 
 #[cfg(test)]

@@ -1,12 +1,179 @@
-//! Running planned statements on any of the three engines: one generic function over sqlx's
-//! `Database`, so the transaction logic exists once.
+//! Running statements on any of the three engines: generic over sqlx's `Database`, so the
+//! transaction logic, the position fence, the barrier and the DDL retries exist once. Each engine's
+//! [`super::Replica`] implementation holds a [`SqlPool`] and adds what differs (connecting,
+//! introspection).
 
 use std::fmt;
+use std::time::Duration;
 
+use shared::Lsn;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
+use super::bookkeeping;
+use crate::batch::AppliedPosition;
+use crate::dialect::Dialect;
+use crate::error::RouterError;
 use crate::plan::Statement;
 use crate::types::Bind;
+
+/// A pool of one engine, with the operations every engine runs the same way.
+#[derive(Debug)]
+pub(super) struct SqlPool<DB: Database> {
+    pub(super) pool: Pool<DB>,
+    pub(super) dialect: Dialect,
+}
+
+impl<DB: Database> Clone for SqlPool<DB> {
+    fn clone(&self) -> Self {
+        SqlPool {
+            pool: self.pool.clone(),
+            dialect: self.dialect,
+        }
+    }
+}
+
+impl<DB> SqlPool<DB>
+where
+    DB: Database,
+    DB::QueryResult: RowsAffected,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    /// Runs DDL statements one by one, outside any transaction.
+    pub(super) async fn run_ddl(&self, statements: &[String]) -> Result<(), RouterError> {
+        for sql in statements {
+            let mut attempt = 0;
+            loop {
+                let result = self.pool.execute(sql.as_str()).await.map(|_| ());
+                let Err(error) = result else { break };
+                // Routers (and partitions) create the same tables concurrently: the loser sees the
+                // object exist (done) or a catalog conflict (try again).
+                match ddl_race(&error) {
+                    DdlRace::AlreadyDone => break,
+                    DdlRace::Retry if attempt < 5 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    }
+                    _ => {
+                        return Err(RouterError::replica(
+                            format!("creating or altering a table: {sql}"),
+                            error,
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the bookkeeping tables if missing.
+    pub(super) async fn prepare(&self) -> Result<(), RouterError> {
+        self.run_ddl(&bookkeeping::create_tables(self.dialect))
+            .await
+    }
+
+    pub(super) async fn position(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<AppliedPosition, RouterError> {
+        let query = bookkeeping::select_position(self.dialect, topic, partition, false);
+        let row = read_ints(&self.pool, &query).await.map_err(|e| {
+            RouterError::replica(format!("reading the position of {topic}/{partition}"), e)
+        })?;
+        Ok(bookkeeping::position_of(row.as_deref()))
+    }
+
+    pub(super) async fn apply(
+        &self,
+        statements: &[Statement],
+        topic: &str,
+        partition: i32,
+        before: &AppliedPosition,
+        position: &AppliedPosition,
+        arrival: Option<(&str, Lsn)>,
+    ) -> Result<Outcome, StatementFailed> {
+        let select = bookkeeping::select_position(self.dialect, topic, partition, true);
+        let fence = Fence {
+            select: &select,
+            before: bookkeeping::stored(before),
+            after: bookkeeping::stored(position),
+        };
+        let book =
+            bookkeeping::position_statements(self.dialect, topic, partition, position, arrival);
+        in_transaction(&self.pool, &fence, statements, &book).await
+    }
+
+    pub(super) async fn dry_run(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
+        dry_run(&self.pool, statements).await
+    }
+
+    pub(super) async fn barrier_state(
+        &self,
+        topic: &str,
+        key: &str,
+        lsn: Lsn,
+    ) -> Result<(i64, bool), RouterError> {
+        let query = bookkeeping::barrier_state(self.dialect, topic, key, lsn);
+        let row = read_ints(&self.pool, &query)
+            .await
+            .map_err(|e| RouterError::replica(format!("reading the barrier of {key}"), e))?;
+        match row.as_deref() {
+            Some(&[arrived, done]) => Ok((arrived, done > 0)),
+            _ => Ok((0, false)),
+        }
+    }
+
+    pub(super) async fn barrier_once(
+        &self,
+        topic: &str,
+        key: &str,
+        lsn: Lsn,
+        action: Option<&str>,
+    ) -> Result<bool, RouterError> {
+        let claim = bookkeeping::barrier_claim(self.dialect, topic, key, lsn);
+        let action = action.map(|sql| Bookkeeping {
+            sql: sql.to_owned(),
+            binds: Vec::new(),
+        });
+        claim_then(&self.pool, &claim, action.as_ref())
+            .await
+            .map_err(|e| RouterError::replica(format!("completing the barrier of {key}"), e))
+    }
+}
+
+enum DdlRace {
+    AlreadyDone,
+    Retry,
+    No,
+}
+
+/// Classifies a DDL error caused by another router running the same DDL at the same time.
+fn ddl_race(error: &sqlx::Error) -> DdlRace {
+    let sqlx::Error::Database(db) = error else {
+        return DdlRace::No;
+    };
+    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    let message = db.message();
+    match code.as_str() {
+        // PostgreSQL duplicate table/object/column/schema, MySQL table/column exists.
+        "42P07" | "42710" | "42701" | "42P06" | "1050" | "1060" => DdlRace::AlreadyDone,
+        // PostgreSQL: concurrent CREATE … IF NOT EXISTS collide on the catalog's unique index;
+        // deadlocks on either engine.
+        "23505" | "40P01" | "1213" => DdlRace::Retry,
+        _ if message.contains("already exists") || message.contains("duplicate column name") => {
+            DdlRace::AlreadyDone
+        }
+        _ => DdlRace::No,
+    }
+}
 
 /// Statement text with its parameters: planned statements and the router's own bookkeeping.
 pub(crate) trait SqlText {
@@ -67,10 +234,10 @@ impl fmt::Display for StatementFailed {
 }
 
 /// The partition's position as stored: (commit_lsn, partial_lsn, partial_rows).
-pub(crate) type StoredPosition = (i64, i64, i64);
+pub type StoredPosition = (i64, i64, i64);
 
 /// The position check that opens every apply transaction.
-pub(crate) struct Fence<'a> {
+struct Fence<'a> {
     /// Reads (and locks, where the engine can) the partition's position row.
     pub select: &'a Bookkeeping,
     /// What this task last wrote (or read at start).
@@ -93,7 +260,7 @@ pub enum Outcome {
 }
 
 /// Checks the position, then runs `statements` and `bookkeeping` in one transaction and commits.
-pub(super) async fn in_transaction<DB>(
+async fn in_transaction<DB>(
     pool: &Pool<DB>,
     fence: &Fence<'_>,
     statements: &[Statement],
@@ -141,10 +308,7 @@ where
 }
 
 /// Runs `statements` in a transaction that is rolled back in the end.
-pub(super) async fn dry_run<DB>(
-    pool: &Pool<DB>,
-    statements: &[Statement],
-) -> Result<(), StatementFailed>
+async fn dry_run<DB>(pool: &Pool<DB>, statements: &[Statement]) -> Result<(), StatementFailed>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -187,7 +351,7 @@ where
 }
 
 /// The first row of a query whose columns are all integers (the bookkeeping reads), if any.
-pub(super) async fn read_ints<'c, DB, E>(
+async fn read_ints<'c, DB, E>(
     executor: E,
     query: &Bookkeeping,
 ) -> Result<Option<Vec<i64>>, sqlx::Error>
@@ -214,7 +378,7 @@ where
 }
 
 /// The number of rows a statement affected; sqlx has no common trait for it.
-pub(super) trait RowsAffected {
+pub(crate) trait RowsAffected {
     fn affected(&self) -> u64;
 }
 
@@ -238,7 +402,7 @@ impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
 
 /// Runs `claim` and, only if it affected a row, `then`, in one transaction; returns whether it did.
 /// The claim is an insert that ignores a conflicting row, so exactly one caller wins.
-pub(super) async fn claim_then<DB>(
+async fn claim_then<DB>(
     pool: &Pool<DB>,
     claim: &Bookkeeping,
     then: Option<&Bookkeeping>,

@@ -1,7 +1,7 @@
 //! Test tables with awkward names, shared by the SQL, catalog and plan tests.
 
 use super::{ColumnDef, TableDef, TableName};
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::types::map_column;
 
 /// `(name, source type, typeoid)` of [`weird`]'s columns; the first two form the key.

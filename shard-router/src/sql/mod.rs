@@ -15,32 +15,11 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
-use std::fmt;
-
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::types::ColumnType;
 
 /// A source table, by its PostgreSQL schema and name (unquoted).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TableName {
-    pub schema: String,
-    pub name: String,
-}
-
-impl TableName {
-    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        TableName {
-            schema: schema.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for TableName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
-    }
-}
+pub use shared::TableName;
 
 /// A replica column: its source name and type, and what it maps to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -235,7 +214,7 @@ pub fn delete_by_key(dialect: Dialect, def: &TableDef, rows: usize) -> String {
     match dialect {
         Dialect::Sqlite => {
             let keys: Vec<String> = names(dialect, def, &def.pk).collect();
-            sqlite::delete_by_keys(&table, &keys, &tuples)
+            sqlite::delete_by_keys(&table, sqlite::rowid_alias(def), &keys, &tuples)
         }
         Dialect::MySql | Dialect::Postgres => {
             format!(
@@ -291,8 +270,19 @@ pub fn delete_one_by_identity(
     match dialect {
         Dialect::MySql => mysql::delete_one(&table, &condition),
         Dialect::Postgres => postgres::delete_one(&table, &condition),
-        Dialect::Sqlite => sqlite::delete_one(&table, &condition),
+        // The planner never asks for a table without a rowid alias (see `can_delete_one`).
+        Dialect::Sqlite => sqlite::delete_one(
+            &table,
+            sqlite::rowid_alias(def).unwrap_or("rowid"),
+            &condition,
+        ),
     }
+}
+
+/// Whether [`delete_one_by_identity`] can address exactly one row of `def`'s table: not on SQLite
+/// when the table has columns named `rowid`, `_rowid_` and `oid`, which hide every name of its rowid.
+pub fn can_delete_one(dialect: Dialect, def: &TableDef) -> bool {
+    dialect != Dialect::Sqlite || sqlite::rowid_alias(def).is_some()
 }
 
 /// Deletes every row: how a `TRUNCATE` is applied (MySQL's `TRUNCATE` would commit the transaction).

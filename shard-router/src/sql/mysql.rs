@@ -3,7 +3,7 @@
 //! which MySQL 8 deprecates but keeps and MariaDB requires).
 
 use super::{quote_ident, TableDef};
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::types::ColumnType;
 
 /// The default collation for MariaDB replicas: binary and NO PAD, so `'a'`/`'A'` and `'a'`/`'a '` stay

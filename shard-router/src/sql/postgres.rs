@@ -1,7 +1,7 @@
 //! PostgreSQL specifics: schemas, casts on parameters, and the types `=` cannot compare.
 
 use super::{quote_ident, Placeholders};
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::types::ColumnType;
 
 /// `CREATE SCHEMA IF NOT EXISTS "schema"` on PostgreSQL replicas; None elsewhere.

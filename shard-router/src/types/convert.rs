@@ -4,7 +4,7 @@ use serde_json::value::RawValue;
 
 use super::datetime::{self, Moment};
 use super::{ColumnType, DecimalLimit, ValueKind};
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::pgarray::{self, is_json_number, ArrayError};
 
 /// A value bound to a statement parameter.

@@ -8,7 +8,7 @@ mod source;
 
 pub use convert::{convert, Bind, ValueError};
 
-use crate::config::Dialect;
+use crate::dialect::Dialect;
 use crate::pgarray::ElementKind;
 use source::{classify, is_builtin, parse_type_name, Class};
 
@@ -27,6 +27,15 @@ pub struct ColumnType {
     pub cast: Option<String>,
     /// How a wal2json value is turned into a bound value.
     pub kind: ValueKind,
+}
+
+impl ColumnType {
+    /// Whether the replica column holds the source's text rather than a value of its type (a
+    /// `numeric` in SQLite `TEXT` or MySQL `LONGTEXT`/`VARCHAR`): the replica then compares its keys as
+    /// text, so `1` and `1.000` are two keys there.
+    pub fn stored_as_text(&self) -> bool {
+        matches!(self.ddl.as_str(), "TEXT" | "LONGTEXT") || self.ddl.starts_with("VARCHAR")
+    }
 }
 
 /// How a wal2json value is turned into a [`Bind`]; see [`convert`] for each dialect.

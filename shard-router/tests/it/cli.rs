@@ -66,6 +66,16 @@ fn invalid_configuration_exits_2_naming_the_field() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--replica-url"), "{err}");
+    // Refused URLs are quoted back without their password.
+    for url in ["mysql://u:pa55word@h:bad/db", "oracle://u:pa55word@h/db"] {
+        let (code, err) = testkit::run_to_exit(
+            router(),
+            &["--kafka-brokers", "127.0.0.1:1", "--replica-url", url],
+            Duration::from_secs(20),
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(!err.contains("pa55word"), "the password was printed: {err}");
+    }
 }
 
 fn routing_file(name: &str, text: &str) -> std::path::PathBuf {

@@ -4,6 +4,7 @@
 mod cli;
 mod e2e;
 mod failures;
+mod keys;
 mod prometheus;
 mod sharding;
 mod support;

@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# Backlog benchmark on the local services (scripts/services.sh), release build, one run:
+#   capture    cdc → Kafka acknowledged (the slot confirmed past the backlog), against pg_recvlogical +
+#              wal2json writing the same backlog to a file with the same options;
+#   drain      shard-router applying the whole topic to each replica (PostgreSQL, MariaDB, SQLite), against
+#              native logical replication (publication + subscription) into the PostgreSQL replica server;
+#   peak RSS   of cdc and of each router (VmHWM).
+# Every consumer of the backlog has its slot (or subscription) created before the backlog is written, so
+# each one reads the same WAL. Drains are timed from the first row visible in the replica to the last, so
+# the consumer group join (seconds) and the subscription start are not counted. Prints one table with ratios. What it does not measure yet: lag at a steady
+# rate, a 1M-row transaction, the snapshot rate.
+#
+# Usage: scripts/bench.sh [--rows N] [--txn-rows N] [--bin DIR] [--dialects "postgres mysql sqlite"]
+#   --bin DIR   use the cdc and shard-router binaries in DIR instead of building target/release
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+rows=200000
+txn_rows=100
+bin=""
+dialects="postgres mysql sqlite"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rows) rows="$2"; shift 2 ;;
+    --txn-rows) txn_rows="$2"; shift 2 ;;
+    --bin) bin="$2"; shift 2 ;;
+    --dialects) dialects="$2"; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+export PGOPTIONS="-c client_min_messages=warning"
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+[ -f target/services/env ] || die "the local services are not running: run scripts/services.sh up"
+# shellcheck disable=SC1091
+. target/services/env
+psql_bin="$PG_BINDIR/psql"
+recvlogical="$PG_BINDIR/pg_recvlogical"
+
+if [ -z "$bin" ]; then
+  log "building release binaries"
+  cargo build --release --quiet -p cdc -p shard-router
+  bin=target/release
+fi
+
+run_id="bench$(date +%s)"
+work="target/bench/$run_id"
+mkdir -p "$work"
+src_admin="$CDC_SOURCE_URL"
+src_url="${CDC_SOURCE_URL%/*}/$run_id"
+replica_admin="$REPLICA_PG_URL"
+replica_pg="${REPLICA_PG_URL%/*}/$run_id"
+native_db="${run_id}_native"
+native_url="${REPLICA_PG_URL%/*}/$native_db"
+mysql_db="$run_id"
+mysql_url="${MYSQL_URL%/*}/$mysql_db"
+sqlite_url="sqlite://$PWD/$work/replica.db"
+pids=()
+mariadb_cli=()
+
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  "$psql_bin" -q "$native_url" -c "alter subscription $native_db disable" >/dev/null 2>&1 || true
+  "$psql_bin" -q "$native_url" -c "alter subscription $native_db set (slot_name = none)" >/dev/null 2>&1 || true
+  "$psql_bin" -q "$native_url" -c "drop subscription if exists $native_db" >/dev/null 2>&1 || true
+  for slot in "$run_id" "${run_id}_recv" "$native_db"; do
+    "$psql_bin" -q "$src_admin" -c "select pg_drop_replication_slot('$slot') from pg_replication_slots where slot_name = '$slot'" >/dev/null 2>&1 || true
+  done
+  "$psql_bin" -q "$src_admin" -c "drop database if exists $run_id" >/dev/null 2>&1 || true
+  "$psql_bin" -q "$replica_admin" -c "drop database if exists $run_id" >/dev/null 2>&1 || true
+  "$psql_bin" -q "$replica_admin" -c "drop database if exists $native_db" >/dev/null 2>&1 || true
+  [ "${#mariadb_cli[@]}" -eq 0 ] || "${mariadb_cli[@]}" -e "drop database if exists $mysql_db" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "-" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else print "-" }'; }
+peak_rss_mib() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "-"; }
+
+# Waits (at most $2 seconds) until the command $1 prints $3 or more; dies naming $4 otherwise.
+wait_count() {
+  local query="$1" timeout="$2" want="$3" what="$4" deadline got
+  deadline=$(( $(date +%s) + timeout ))
+  while :; do
+    got=$(eval "$query" 2>/dev/null || echo 0)
+    [ "${got:-0}" -ge "$want" ] 2>/dev/null && return 0
+    [ "$(date +%s)" -lt "$deadline" ] || die "$what: $got of $want after ${timeout}s (logs in $work)"
+    sleep 0.05
+  done
+}
+
+wait_ready() {
+  local port="$1" pid="$2" what="$3" deadline=$(( $(date +%s) + 60 ))
+  until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
+    kill -0 "$pid" 2>/dev/null || die "$what exited before it was ready (see $work)"
+    [ "$(date +%s)" -lt "$deadline" ] || die "$what not ready after 60s (see $work)"
+    sleep 0.1
+  done
+}
+
+log "source database $run_id, $rows rows in transactions of $txn_rows"
+"$psql_bin" -q "$src_admin" -c "create database $run_id" >/dev/null
+"$psql_bin" -q "$src_url" -v ON_ERROR_STOP=1 >/dev/null <<SQL
+create table bench (id bigint primary key, name text not null, amount numeric(12,2), at timestamptz, tags text[]);
+create publication $native_db for table bench;
+select pg_create_logical_replication_slot('$run_id', 'wal2json');
+select pg_create_logical_replication_slot('${run_id}_recv', 'wal2json');
+SQL
+"$psql_bin" -q "$replica_admin" -c "create database $native_db" >/dev/null
+"$psql_bin" -q "$native_url" -v ON_ERROR_STOP=1 >/dev/null <<SQL
+create table bench (id bigint primary key, name text not null, amount numeric(12,2), at timestamptz, tags text[]);
+create subscription $native_db connection '$src_url' publication $native_db
+  with (enabled = false, copy_data = false, slot_name = '$native_db');
+SQL
+
+log "writing the backlog"
+"$psql_bin" -q "$src_url" -v ON_ERROR_STOP=1 >/dev/null <<SQL
+do \$\$
+begin
+  for t in 0 .. ($rows / $txn_rows) - 1 loop
+    insert into bench
+      select i, 'customer ' || i, (i % 100000) / 100.0, timestamptz '2026-01-01 00:00+00' + i * interval '1 second',
+             array['t' || (i % 7), 't' || (i % 11)]
+      from generate_series(t * $txn_rows + 1, (t + 1) * $txn_rows) as i;
+    commit;
+  end loop;
+end
+\$\$;
+SQL
+end_lsn=$("$psql_bin" -Atq "$src_url" -c "select pg_current_wal_lsn()")
+
+# --- capture: pg_recvlogical anchor, then cdc ---
+log "capture: pg_recvlogical to $end_lsn"
+t0=$(now)
+"$recvlogical" -d "$src_url" -S "${run_id}_recv" --start --no-loop -E "$end_lsn" -f "$work/recvlogical.json" \
+  -o format-version=2 -o include-xids=1 -o include-timestamp=1 -o include-lsn=1 -o include-pk=1 \
+  -o include-type-oids=1 -o include-typmod=1 -o include-transaction=1 2>"$work/recvlogical.log"
+recv_rate=$(rate "$rows" "$(elapsed "$t0" "$(now)")")
+
+log "capture: cdc to $end_lsn"
+t0=$(now)
+"$bin/cdc" --source-url "$src_url" --kafka-brokers "$KAFKA_BROKERS" --slot "$run_id" --topic-prefix "$run_id" \
+  --http-addr 127.0.0.1:9190 >"$work/cdc.log" 2>&1 &
+cdc_pid=$!
+pids+=("$cdc_pid")
+wait_count "$psql_bin -Atq '$src_url' -c \"select (confirmed_flush_lsn >= '$end_lsn')::int from pg_replication_slots where slot_name = '$run_id'\"" \
+  600 1 "cdc confirming the backlog"
+cdc_rate=$(rate "$rows" "$(elapsed "$t0" "$(now)")")
+cdc_rss=$(peak_rss_mib "$cdc_pid")
+
+# --- drain: native logical replication, then a router per dialect ---
+log "drain: native logical replication"
+"$psql_bin" -q "$native_url" -c "alter subscription $native_db enable" >/dev/null
+wait_count "$psql_bin -Atq '$native_url' -c 'select count(*) from bench'" 600 1 "native logical replication"
+t0=$(now)
+wait_count "$psql_bin -Atq '$native_url' -c 'select count(*) from bench'" 600 "$rows" "native logical replication"
+native_rate=$(rate "$rows" "$(elapsed "$t0" "$(now)")")
+
+declare -A drain_rate drain_rss
+port=9191
+for dialect in $dialects; do
+  case "$dialect" in
+    postgres)
+      "$psql_bin" -q "$replica_admin" -c "create database $run_id" >/dev/null
+      url="$replica_pg"
+      count="$psql_bin -Atq '$replica_pg' -c 'select count(*) from public.bench'" ;;
+    mysql)
+      # mysql://user:password@host:port/db
+      my_rest="${MYSQL_URL#mysql://}"; my_user="${my_rest%%:*}"; my_rest="${my_rest#*:}"
+      my_pass="${my_rest%%@*}"; my_rest="${my_rest#*@}"; my_host="${my_rest%%:*}"; my_port="${my_rest#*:}"
+      my_port="${my_port%%/*}"
+      mariadb_cli=(mariadb --no-defaults -h "$my_host" -P "$my_port" -u "$my_user" "-p$my_pass" -N -B)
+      "${mariadb_cli[@]}" -e "create database $mysql_db"
+      url="$mysql_url"
+      count="${mariadb_cli[*]} $mysql_db -e 'select count(*) from bench'" ;;
+    sqlite)
+      url="$sqlite_url"
+      count="sqlite3 '$work/replica.db' 'select count(*) from bench'" ;;
+    *) die "unknown dialect $dialect (postgres, mysql, sqlite)" ;;
+  esac
+  log "drain: shard-router → $dialect"
+  "$bin/shard-router" --kafka-brokers "$KAFKA_BROKERS" --topic-prefix "$run_id" --replica-url "$url" \
+    --replica-name "bench-$dialect" --http-addr "127.0.0.1:$port" >"$work/router-$dialect.log" 2>&1 &
+  router_pid=$!
+  pids+=("$router_pid")
+  wait_count "$count" 120 1 "shard-router → $dialect (first row)"
+  t0=$(now)
+  wait_count "$count" 900 "$rows" "shard-router → $dialect"
+  drain_rate[$dialect]=$(rate "$rows" "$(elapsed "$t0" "$(now)")")
+  drain_rss[$dialect]=$(peak_rss_mib "$router_pid")
+  kill "$router_pid"
+  wait "$router_pid" 2>/dev/null || true
+  port=$((port + 1))
+done
+kill "$cdc_pid"
+wait "$cdc_pid" 2>/dev/null || true
+
+printf '\n%-44s %12s %14s %7s %10s\n' "figure ($rows rows, $txn_rows/txn)" "rows/s" "anchor rows/s" "ratio" "peak RSS"
+printf '%-44s %12s %14s %7s %10s\n' "capture: cdc → Kafka acknowledged" "$cdc_rate" "$recv_rate" \
+  "$(ratio "$cdc_rate" "$recv_rate")" "${cdc_rss} MiB"
+for dialect in $dialects; do
+  printf '%-44s %12s %14s %7s %10s\n' "drain: Kafka → shard-router → $dialect" "${drain_rate[$dialect]}" \
+    "$native_rate" "$(ratio "${drain_rate[$dialect]}" "$native_rate")" "${drain_rss[$dialect]} MiB"
+done
+printf '(capture anchor: pg_recvlogical + wal2json to a file; drain anchor: native logical replication into the PostgreSQL replica server)\n'

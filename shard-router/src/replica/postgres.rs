@@ -1,0 +1,121 @@
+//! PostgreSQL replicas: sessions pinned to UTC, ISO dates and the `postgres` interval style, so values
+//! read back the way the source printed them.
+
+use std::str::FromStr;
+
+use shared::Lsn;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Postgres};
+
+use super::exec::SqlPool;
+use super::{Outcome, Replica, StatementFailed, ACQUIRE_TIMEOUT};
+use crate::batch::AppliedPosition;
+use crate::config::ReplicaUrl;
+use crate::dialect::Dialect;
+use crate::error::RouterError;
+use crate::plan::Statement;
+
+/// A PostgreSQL replica.
+#[derive(Clone, Debug)]
+pub struct PostgresReplica {
+    sql: SqlPool<Postgres>,
+}
+
+impl PostgresReplica {
+    /// Opens a pool of at most `connections` connections and creates the bookkeeping tables.
+    pub async fn connect(url: &ReplicaUrl, connections: u32) -> Result<Self, RouterError> {
+        let options = PgConnectOptions::from_str(url.secret_url().as_str())
+            .map_err(|e| RouterError::replica(format!("invalid replica URL {url}"), e))?
+            .options([
+                ("TimeZone", "UTC"),
+                ("DateStyle", "ISO,YMD"),
+                ("IntervalStyle", "postgres"),
+            ])
+            .disable_statement_logging();
+        let pool = PgPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| RouterError::replica(format!("cannot connect to {url}"), e))?;
+        let sql = SqlPool {
+            pool,
+            dialect: Dialect::Postgres,
+        };
+        sql.prepare().await?;
+        Ok(PostgresReplica { sql })
+    }
+}
+
+impl Replica for PostgresReplica {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn collation(&self) -> &str {
+        // Only MySQL tables use it.
+        "utf8mb4_bin"
+    }
+
+    async fn run_ddl(&self, statements: &[String]) -> Result<(), RouterError> {
+        self.sql.run_ddl(statements).await
+    }
+
+    async fn existing_columns(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Vec<String>>, RouterError> {
+        let cols: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+        )
+        .bind(schema.unwrap_or("public"))
+        .bind(name)
+        .fetch_all(&self.sql.pool)
+        .await
+        .map_err(|e| RouterError::replica(format!("reading the columns of {name}"), e))?;
+        Ok(Some(cols).filter(|c| !c.is_empty()))
+    }
+
+    async fn position(&self, topic: &str, partition: i32) -> Result<AppliedPosition, RouterError> {
+        self.sql.position(topic, partition).await
+    }
+
+    async fn apply(
+        &self,
+        statements: &[Statement],
+        topic: &str,
+        partition: i32,
+        before: &AppliedPosition,
+        position: &AppliedPosition,
+        arrival: Option<(&str, Lsn)>,
+    ) -> Result<Outcome, StatementFailed> {
+        self.sql
+            .apply(statements, topic, partition, before, position, arrival)
+            .await
+    }
+
+    async fn dry_run(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
+        self.sql.dry_run(statements).await
+    }
+
+    async fn barrier_state(
+        &self,
+        topic: &str,
+        key: &str,
+        lsn: Lsn,
+    ) -> Result<(i64, bool), RouterError> {
+        self.sql.barrier_state(topic, key, lsn).await
+    }
+
+    async fn barrier_once(
+        &self,
+        topic: &str,
+        key: &str,
+        lsn: Lsn,
+        action: Option<&str>,
+    ) -> Result<bool, RouterError> {
+        self.sql.barrier_once(topic, key, lsn, action).await
+    }
+}
