@@ -23,7 +23,8 @@ pub struct Config {
     #[arg(long, env = "CDC_SOURCE_URL", hide_env_values = true)]
     pub source_url: SourceUrl,
 
-    /// Name of the logical replication slot (created with the wal2json plugin if missing).
+    /// Name of the logical replication slot (created with the wal2json plugin on the first run for
+    /// this slot and --topic-prefix only; a missing slot after that stops cdc).
     #[arg(long, env = "CDC_SLOT", default_value = "cascade")]
     pub slot: String,
 

@@ -48,6 +48,43 @@ pub enum CdcError {
         reason: String,
         fix: &'static str,
     },
+    /// The slot is missing, but cdc streamed from it before for this topic prefix (the proof: its
+    /// origin record or records in the shard topics); a new slot would silently skip the changes
+    /// committed since the last confirmed position.
+    #[error(
+        "replication slot {slot:?} is missing on the source, but cdc streamed from it before with topic \
+         prefix {prefix:?} ({evidence}): the changes committed since its last confirmed position are not \
+         in Kafka and can no longer be read from the source's WAL, so cdc does not create a new slot, which \
+         would skip them silently. Recover: re-seed the replicas from the source (the coming `cdc snapshot` \
+         command will do it; today by hand: start over with a new --slot and --topic-prefix, which cdc \
+         treats as a first run, and load the replicas from a copy of the source taken after that slot \
+         exists); or, to accept the loss and continue on these topics, create the slot yourself \
+         (SELECT pg_create_logical_replication_slot('{slot}', 'wal2json')) and start cdc again"
+    )]
+    SlotLost {
+        slot: String,
+        prefix: String,
+        evidence: String,
+    },
+    /// The slot and topics were recorded for another PostgreSQL server than the one connected to.
+    #[error(
+        "replication slot {slot:?} and topic prefix {prefix:?} were recorded for another PostgreSQL \
+         server (system identifier {recorded}; this server's is {actual}): positions of one server mean \
+         nothing on another. Point --source-url at the recorded server, or use another --slot and \
+         --topic-prefix for this one"
+    )]
+    OtherSource {
+        slot: String,
+        prefix: String,
+        recorded: String,
+        actual: String,
+    },
+    /// Sharded tables whose updates and deletes would lack their shard key; cdc exits 2 naming them.
+    #[error("the source is not ready for the routing file")]
+    ShardKeyNotInIdentity(#[source] shared::service::Invalid),
+    /// `cdc setup` found items that are not in place.
+    #[error("{remaining} item(s) of the checklist above are not in place")]
+    SetupIncomplete { remaining: usize },
     /// The slot is in use by another process.
     #[error("replication slot {slot:?} is in use by another process (pid {pid})")]
     SlotBusy { slot: String, pid: String },
@@ -130,6 +167,10 @@ impl CdcError {
             | CdcError::PluginMissing { .. }
             | CdcError::PluginNotAllowed { .. }
             | CdcError::SlotUnusable { .. }
+            | CdcError::SlotLost { .. }
+            | CdcError::OtherSource { .. }
+            | CdcError::ShardKeyNotInIdentity(_)
+            | CdcError::SetupIncomplete { .. }
             | CdcError::Decode { .. }
             | CdcError::Routing { .. }
             | CdcError::Transform { .. }
@@ -149,7 +190,11 @@ impl CdcError {
             CdcError::WalLevel { .. }
             | CdcError::PluginMissing { .. }
             | CdcError::PluginNotAllowed { .. }
-            | CdcError::SlotUnusable { .. } => "source_config",
+            | CdcError::SlotUnusable { .. }
+            | CdcError::OtherSource { .. }
+            | CdcError::ShardKeyNotInIdentity(_)
+            | CdcError::SetupIncomplete { .. } => "source_config",
+            CdcError::SlotLost { .. } => "slot_lost",
             CdcError::SlotBusy { .. } => "slot_busy",
             CdcError::Decode { .. } | CdcError::MessageTooLarge { .. } => "decode",
             CdcError::Routing { .. } => "routing",

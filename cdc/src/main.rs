@@ -13,6 +13,18 @@ fn main() -> ExitCode {
             cdc::transform::suggest::run,
         );
     }
+    if std::env::args().nth(1).as_deref() == Some("setup") {
+        let args: cdc::setup::SetupArgs = shared::service::parse_args(std::env::args_os().skip(1));
+        return shared::service::run(
+            "cdc setup",
+            shared::telemetry::LogFormat::Text,
+            || {
+                let shards = args.shard_map().map_err(Invalid::routing_file)?;
+                Ok((args, shards))
+            },
+            |(args, shards)| cdc::setup::run(args, shards),
+        );
+    }
     let config: cdc::config::Config = shared::service::parse_args(std::env::args_os());
     shared::service::run(
         "cdc",

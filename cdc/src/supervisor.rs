@@ -20,9 +20,11 @@ use crate::capture::wal2json::Wal2JsonSource;
 use crate::config::Config;
 use crate::error::CdcError;
 use crate::metrics as m;
+use crate::origin;
 use crate::pump::{Pump, PumpSettings};
 use crate::route::Router;
 use crate::sink::kafka::KafkaSink;
+use crate::sink::origin_log::OriginLog;
 use crate::sink::Sink;
 use crate::transform::Transforms;
 use shared::service::error_chain;
@@ -131,13 +133,15 @@ async fn session(
         _ = shutdown.cancelled() => return Ok(()),
         r = slot::connect_sql(pg, &target, CONNECT_TIMEOUT) => r?,
     };
-    let state = slot::prepare(&sql, &config.slot).await?;
-    crate::replica_identity::check_shard_keys(&sql, shards).await;
+    let source_id = origin::identify(&sql).await?;
+    let preflight = slot::inspect(&sql, &config.slot).await?;
+    crate::replica_identity::check_shard_keys(&sql, shards).await?;
     let topics: Vec<String> = shards.shards().iter().map(|s| config.topic(s)).collect();
     let mut sink = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         r = KafkaSink::connect(config, topics, CONNECT_TIMEOUT) => r?,
     };
+    let state = ensure_slot(config, &sql, &sink, preflight.slot, &source_id).await?;
     let stream = start_stream(config, &target, &sql, caps).await?;
     let mut source = Wal2JsonSource::new(stream);
     let start = state.confirmed_flush.unwrap_or(Lsn::ZERO);
@@ -145,7 +149,7 @@ async fn session(
         slot = %config.slot,
         resume_from = %start,
         created = state.created,
-        server_version = %state.server_version,
+        server_version = %preflight.server_version,
         topics = ?sink.topics(),
         partitions = ?sink.partitions(),
         numeric_as_string = caps.numeric_as_string.unwrap_or(false),
@@ -178,6 +182,60 @@ async fn session(
     };
     source.close().await;
     result
+}
+
+/// Applies [`origin::decide`]: streams from the existing slot, or creates it on the first run for this
+/// slot and prefix, or stops because the slot is lost or belongs to another server. Writes the
+/// origin record when it is missing.
+async fn ensure_slot(
+    config: &Config,
+    sql: &tokio_postgres::Client,
+    sink: &KafkaSink,
+    existing: Option<slot::SlotState>,
+    source: &origin::SourceId,
+) -> Result<slot::SlotState, CdcError> {
+    let log = OriginLog::open(config, CONNECT_TIMEOUT).await?;
+    let record = log.read(&config.slot, CONNECT_TIMEOUT).await?;
+    let topic_data = match (&existing, &record) {
+        (None, None) => sink.topic_data(CONNECT_TIMEOUT).await?,
+        _ => None,
+    };
+    let plan = origin::decide(
+        &config.slot,
+        &config.topic_prefix,
+        existing.is_some(),
+        record.as_ref(),
+        topic_data.as_ref(),
+        source,
+    )?;
+    if let Some(record) = &record {
+        if record.timeline != source.timeline {
+            tracing::warn!(
+                slot = %config.slot,
+                recorded_timeline = record.timeline,
+                timeline = source.timeline,
+                "the source changed timeline since the slot was recorded (a promotion); the slot exists, so its position carried over"
+            );
+        }
+    }
+    let state = match (plan, existing) {
+        (origin::Plan::Stream, Some(state)) => return Ok(state),
+        (origin::Plan::RecordThenStream, Some(state)) => state,
+        _ => slot::create(sql, &config.slot).await?,
+    };
+    let created_at = state
+        .created
+        .then(|| state.confirmed_flush.map(|lsn| lsn.to_string()))
+        .flatten();
+    let record = origin::OriginRecord::new(&config.slot, &config.topic_prefix, source, created_at);
+    log.write(&record, CONNECT_TIMEOUT).await?;
+    tracing::info!(
+        slot = %config.slot,
+        topic = log.topic(),
+        system_identifier = %source.system_identifier,
+        "origin record written"
+    );
+    Ok(state)
 }
 
 /// Connects for replication and starts streaming, learning whether wal2json takes

@@ -6,7 +6,8 @@
 //! - [`EXIT_OK`] (0): finished, or stopped by SIGTERM/SIGINT after a clean shutdown;
 //! - [`EXIT_FAILED`] (1): stopped by an error at run time (the error and its causes on stderr);
 //! - [`EXIT_INVALID_CONFIG`] (2): the configuration is invalid (the message names the flag, variable or
-//!   file field); nothing was started.
+//!   file field), or a check at start found the environment unfit (an app error caused by an
+//!   [`Invalid`], e.g. cdc's check of the source's replica identities); nothing was streamed.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,11 +45,41 @@ impl Invalid {
             message: error.to_string(),
         }
     }
+
+    /// The source database, found unfit by a check at start (an app returns it as the cause of its
+    /// error, and the process exits 2 like for any other invalid configuration).
+    pub fn source(error: impl std::fmt::Display) -> Self {
+        Invalid {
+            what: "source",
+            message: error.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid {}: {}", self.what, self.message)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// The [`Invalid`] in an error's chain (the error itself or one of its causes), if any.
+fn invalid_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Invalid> {
+    let mut cur = Some(error);
+    while let Some(e) = cur {
+        if let Some(invalid) = e.downcast_ref::<Invalid>() {
+            return Some(invalid);
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// Runs a binary to its exit code: builds the runtime, installs logs and traces (`service` names them),
 /// runs `check` (an [`Invalid`] exits 2 with `<name>: invalid <what>: <message>`), then `app` with what
-/// `check` returned (an error exits 1 with `<name>: error: <error>: <cause>: …`).
+/// `check` returned (an error exits 1 with `<name>: error: <error>: <cause>: …`, or 2 like `check`'s
+/// when an [`Invalid`] caused it).
 pub fn run<T, E, Fut>(
     name: &'static str,
     log_format: LogFormat,
@@ -84,6 +115,11 @@ where
     match runtime.block_on(app(checked)) {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(error) => {
+            if let Some(invalid) = invalid_cause(&error) {
+                tracing::error!("invalid {}: {}", invalid.what, invalid.message);
+                eprintln!("{name}: invalid {}: {}", invalid.what, invalid.message);
+                return ExitCode::from(EXIT_INVALID_CONFIG);
+            }
             let report = error_chain(&error);
             tracing::error!(error = report, "{name} stopped");
             eprintln!("{name}: error: {report}");
@@ -196,5 +232,20 @@ mod tests {
     fn errors_print_with_their_causes_on_one_line() {
         let e = Outer(std::io::Error::other("inner"));
         assert_eq!(error_chain(&e), "outer: inner");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("refused")]
+    struct Refused(#[source] Invalid);
+
+    #[test]
+    fn an_invalid_cause_is_found_in_the_chain() {
+        let e = Refused(Invalid::source("table t lacks its key"));
+        let found = invalid_cause(&e).map(ToString::to_string);
+        assert_eq!(
+            found.as_deref(),
+            Some("invalid source: table t lacks its key")
+        );
+        assert!(invalid_cause(&Outer(std::io::Error::other("x"))).is_none());
     }
 }

@@ -8,14 +8,20 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::error::CdcError;
 
-/// What the preflight found.
+/// The slot cdc streams from.
 #[derive(Debug, Clone)]
 pub struct SlotState {
-    /// The slot was created by this call.
+    /// The slot was created by this session.
     pub created: bool,
     /// Where streaming resumes.
     pub confirmed_flush: Option<Lsn>,
+}
+
+/// What the preflight found: the server, and the slot if it exists (checked usable).
+#[derive(Debug, Clone)]
+pub struct Preflight {
     pub server_version: String,
+    pub slot: Option<SlotState>,
 }
 
 /// Connects with a plain SQL session.
@@ -59,8 +65,9 @@ fn classify_connect(source: tokio_postgres::Error, target: &str) -> CdcError {
     }
 }
 
-/// Checks `wal_level`, then finds or creates `slot` with wal2json. Never drops or re-creates a slot.
-pub async fn prepare(client: &Client, slot: &str) -> Result<SlotState, CdcError> {
+/// Checks `wal_level`, then finds `slot` and checks that cdc can stream from it. Never creates, drops
+/// or re-creates a slot: whether a missing slot may be created is [`crate::origin`]'s decision.
+pub async fn inspect(client: &Client, slot: &str) -> Result<Preflight, CdcError> {
     let q = |context| move |source| CdcError::SourceQuery { context, source };
     let server_version: String = client
         .query_one("SHOW server_version", &[])
@@ -86,7 +93,10 @@ pub async fn prepare(client: &Client, slot: &str) -> Result<SlotState, CdcError>
         .await
         .map_err(q("looking up the replication slot"))?;
     let Some(row) = row else {
-        return create(client, slot, server_version).await;
+        return Ok(Preflight {
+            server_version,
+            slot: None,
+        });
     };
     let plugin: Option<String> = row.get(0);
     let slot_type: String = row.get(1);
@@ -127,18 +137,17 @@ pub async fn prepare(client: &Client, slot: &str) -> Result<SlotState, CdcError>
         ));
     }
     let confirmed_flush = confirmed.and_then(|s| s.parse::<Lsn>().ok());
-    Ok(SlotState {
-        created: false,
-        confirmed_flush,
+    Ok(Preflight {
         server_version,
+        slot: Some(SlotState {
+            created: false,
+            confirmed_flush,
+        }),
     })
 }
 
-async fn create(
-    client: &Client,
-    slot: &str,
-    server_version: String,
-) -> Result<SlotState, CdcError> {
+/// Creates `slot` with wal2json, returning where it starts.
+pub async fn create(client: &Client, slot: &str) -> Result<SlotState, CdcError> {
     let result = client
         .query_one(
             "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'wal2json')",
@@ -152,7 +161,6 @@ async fn create(
             Ok(SlotState {
                 created: true,
                 confirmed_flush: lsn.parse().ok(),
-                server_version,
             })
         }
         Err(source) => Err(classify_plugin_error(

@@ -29,13 +29,13 @@ pub struct KafkaSink {
     acks: FuturesUnordered<BoxFuture<'static, Ack>>,
 }
 
-fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> CdcError {
+pub(crate) fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> CdcError {
     let context = context.into();
     move |source| CdcError::Kafka { context, source }
 }
 
 /// librdkafka settings shared by the producer and the admin client.
-fn client_config(config: &Config) -> ClientConfig {
+pub(crate) fn client_config(config: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.kafka_brokers)
         .set("client.id", "cascade-cdc")
@@ -79,7 +79,11 @@ impl KafkaSink {
             .map_err(kafka("cannot create the producer"))?;
         let mut partitions = Vec::with_capacity(topics.len());
         for topic in &topics {
-            partitions.push(ensure_topic(config, &producer, topic, timeout).await?);
+            let spec = TopicSpec {
+                partitions: config.topic_partitions,
+                compact: false,
+            };
+            partitions.push(ensure_topic(config, &producer, topic, spec, timeout).await?);
         }
         Ok(KafkaSink {
             producer,
@@ -92,6 +96,38 @@ impl KafkaSink {
     /// The topics, in shard order.
     pub fn topics(&self) -> &[String] {
         &self.topics
+    }
+
+    /// The first partition of the shard topics that holds records (high watermark > 0): proof that
+    /// cdc published there before (see [`crate::origin`]).
+    pub async fn topic_data(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<crate::origin::TopicData>, CdcError> {
+        for (topic, partitions) in self.topics.iter().zip(&self.partitions) {
+            for partition in 0..*partitions {
+                let producer = self.producer.clone();
+                let name = topic.clone();
+                let (_, high) = tokio::task::spawn_blocking(move || {
+                    producer
+                        .client()
+                        .fetch_watermarks(&name, partition, timeout)
+                })
+                .await
+                .map_err(|e| CdcError::Protocol(format!("watermark task failed: {e}")))?
+                .map_err(kafka(format!(
+                    "fetching the watermarks of {topic} partition {partition}"
+                )))?;
+                if high > 0 {
+                    return Ok(Some(crate::origin::TopicData {
+                        topic: topic.clone(),
+                        partition,
+                        high_watermark: high,
+                    }));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Waits until everything handed over is acknowledged (or `timeout`).
@@ -199,15 +235,24 @@ impl Sink for KafkaSink {
     }
 }
 
+/// The shape of a topic cdc creates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TopicSpec {
+    pub(crate) partitions: i32,
+    /// `cleanup.policy=compact`: the latest record of each key is kept forever.
+    pub(crate) compact: bool,
+}
+
 /// Creates `topic` if missing and returns its partition count.
-async fn ensure_topic(
+pub(crate) async fn ensure_topic(
     config: &Config,
     producer: &FutureProducer,
     topic: &str,
+    spec: TopicSpec,
     timeout: Duration,
 ) -> Result<i32, CdcError> {
     if let Some(n) = partition_count(producer, topic, timeout).await? {
-        if n != config.topic_partitions {
+        if n != spec.partitions {
             tracing::info!(
                 topic,
                 partitions = n,
@@ -219,11 +264,14 @@ async fn ensure_topic(
     let admin: AdminClient<DefaultClientContext> = client_config(config)
         .create()
         .map_err(kafka("cannot create the admin client"))?;
-    let new = NewTopic::new(
+    let mut new = NewTopic::new(
         topic,
-        config.topic_partitions,
+        spec.partitions,
         TopicReplication::Fixed(config.topic_replication_factor),
     );
+    if spec.compact {
+        new = new.set("cleanup.policy", "compact");
+    }
     let results = admin
         .create_topics(
             [&new],
@@ -233,7 +281,7 @@ async fn ensure_topic(
         .map_err(kafka(format!("creating topic {topic}")))?;
     for result in results {
         match result {
-            Ok(_) => tracing::info!(topic, partitions = config.topic_partitions, "created topic"),
+            Ok(_) => tracing::info!(topic, partitions = spec.partitions, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => {
                 return Err(CdcError::Kafka {

@@ -2,6 +2,7 @@
 //! implementation (an idempotent producer with `acks=all`).
 
 pub mod kafka;
+pub mod origin_log;
 
 use std::future::Future;
 use std::sync::Arc;

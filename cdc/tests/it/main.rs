@@ -4,5 +4,7 @@
 mod capture;
 mod crash;
 mod failures;
+mod setup;
+mod slot_lost;
 mod suggest;
 mod support;
