@@ -46,9 +46,11 @@ impl Broker {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start tansu: {e}"));
-        wait_for(Duration::from_secs(30), "the test's tansu to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        });
+        wait_for(
+            Duration::from_secs(30),
+            "the test's tansu to listen",
+            || TcpStream::connect(("127.0.0.1", port)).ok(),
+        );
         Broker { child, port }
     }
 
