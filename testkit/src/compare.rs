@@ -42,6 +42,9 @@ enum Kind {
     Json,
     Array,
     Bytes,
+    /// `character(n)`: blank-padded, trailing blanks insignificant (PostgreSQL's `::text` drops them,
+    /// a replica's VARCHAR keeps the padding the value arrived with), so compared without them.
+    Padded,
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +64,7 @@ fn kind_of(data_type: &str) -> Kind {
         "json" | "jsonb" => Kind::Json,
         "ARRAY" => Kind::Array,
         "bytea" => Kind::Bytes,
+        "character" => Kind::Padded,
         _ => Kind::Text,
     }
 }
@@ -124,6 +128,7 @@ fn normalize(kind: Kind, v: Option<String>) -> Option<String> {
     let v = v?;
     Some(match kind {
         Kind::Text => v,
+        Kind::Padded => v.trim_end_matches(' ').to_owned(),
         Kind::Decimal => {
             if v.parse::<f64>().is_ok_and(|f| !f.is_finite()) || v == "NaN" {
                 return Some(v);
