@@ -63,14 +63,21 @@ impl<R: Replica> Applier<R> {
             let name = &row.change.table;
             let (schema, table) = sql::replica_table(self.replica.dialect(), name);
             let existing = self.replica.existing_columns(schema, &table).await?;
+            let event_error = |e: crate::catalog::CatalogError| RouterError::Event {
+                at: self.at(partition, row.offset),
+                table: name.to_string(),
+                cause: e.to_string(),
+                db_error: None,
+            };
+            if existing.is_some() && next.lookup(name).is_none() {
+                // First sight of a table the replica has: its columns' sizes must still fit.
+                let types = self.replica.column_types(schema, &table).await?;
+                next.check_replica_types(&row.change, &types)
+                    .map_err(event_error)?;
+            }
             let ddl = next
                 .reconcile(&row.change, existing.as_deref())
-                .map_err(|e| RouterError::Event {
-                    at: self.at(partition, row.offset),
-                    table: name.to_string(),
-                    cause: e.to_string(),
-                    db_error: None,
-                })?;
+                .map_err(event_error)?;
             self.replica.run_ddl(&ddl).await?;
         }
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = next;
@@ -165,7 +172,10 @@ impl<R: Replica> Applier<R> {
             Ok(()) => (rows.first(), error),
         };
         let cause = match &error {
-            sqlx::Error::Database(db) => format!("the replica refused it: {}", db.message()),
+            sqlx::Error::Database(db) => format!(
+                "the replica refused it: {}",
+                crate::error::redacted_db_message(db.message())
+            ),
             other => other.to_string(),
         };
         RouterError::Event {

@@ -17,7 +17,7 @@ use shared::{Column, RowChange};
 
 use crate::dialect::Dialect;
 use crate::sql::{self, mysql, ColumnDef, TableDef, TableName};
-use crate::types::map_column;
+use crate::types::{map_column, modifier_conflict};
 
 /// Why the catalog cannot follow an event. Names tables and columns, never values.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +38,17 @@ pub enum CatalogError {
         table: TableName,
         old: Vec<String>,
         new: Vec<String>,
+    },
+    #[error(
+        "column {column:?} of {table} is {old} on the replica but the source now sends {new}: storing \
+         its values could truncate or round them. Replicating type changes is not supported yet: alter \
+         the replica column to match (or recreate the replica table), then restart the router"
+    )]
+    TypeChanged {
+        table: TableName,
+        column: String,
+        old: String,
+        new: String,
     },
     #[error("columns {first:?} and {second:?} of {table} have the same name on this replica (names are case-insensitive)")]
     ColumnNameCollision {
@@ -115,7 +126,46 @@ impl Catalog {
         };
         let row_pk = row.pk.iter().map(|k| k.name.as_str());
         !pk_names(&entry.def).eq(row_pk)
-            || incoming(row).any(|c| !entry.index.contains_key(&c.name))
+            || incoming(row).any(|c| match entry.index.get(&c.name) {
+                None => true,
+                Some(&i) => entry
+                    .def
+                    .columns
+                    .get(i)
+                    .is_some_and(|d| d.source_type != c.type_name),
+            })
+    }
+
+    /// Refuses a row change for a table the catalog does not know yet whose replica table has a
+    /// column of the same type with other modifiers (`numeric(10,2)` on the replica, `numeric(12,4)`
+    /// from the source, after the source's type changed while the router was down): storing into it
+    /// would round or truncate. `replica_types`: (column, type) as the replica spells them, for the
+    /// dialects that report them.
+    pub fn check_replica_types(
+        &self,
+        row: &RowChange,
+        replica_types: &[(String, String)],
+    ) -> Result<(), CatalogError> {
+        let pk = event_pk(row);
+        for c in incoming(row) {
+            let Some((_, have)) = replica_types
+                .iter()
+                .find(|(name, _)| same_name(self.dialect, name, &c.name))
+            else {
+                continue;
+            };
+            let in_pk = pk.contains(&c.name.as_str());
+            let want = map_column(self.dialect, &c.type_name, c.typeoid, in_pk);
+            if modifier_conflict(have, &want.ddl) {
+                return Err(CatalogError::TypeChanged {
+                    table: row.table.clone(),
+                    column: c.name.clone(),
+                    old: have.clone(),
+                    new: c.type_name.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Brings the definition of the row's table up to the row change and returns the DDL to run, in
@@ -156,6 +206,7 @@ impl Catalog {
                 table: name,
             });
         }
+        retype_columns(dialect, &mut next, &columns, &pk, &name)?;
         let added = add_columns(dialect, &mut next, &columns, &pk)?;
         if create_entry {
             let pk = pk_indices(&next.def, &pk);
@@ -231,6 +282,48 @@ fn pk_indices(def: &TableDef, pk: &[&str]) -> Vec<usize> {
     pk.iter()
         .filter_map(|k| def.columns.iter().position(|c| c.name == *k))
         .collect()
+}
+
+/// Follows a known column whose source type changed where the replica column still holds every
+/// value the same way (`integer` to `bigint` in SQLite's `INTEGER`, or where the replica refuses what
+/// does not fit); refuses one whose replica column would truncate or round ([`modifier_conflict`]).
+/// The column keeps its replica type: only the source type is recorded, so the check runs once.
+fn retype_columns(
+    dialect: Dialect,
+    entry: &mut Entry,
+    columns: &[&Column],
+    pk: &[&str],
+    table: &TableName,
+) -> Result<(), CatalogError> {
+    for c in columns {
+        let Some(&i) = entry.index.get(&c.name) else {
+            continue;
+        };
+        let Some(known) = entry.def.columns.get(i) else {
+            continue;
+        };
+        if known.source_type == c.type_name {
+            continue;
+        }
+        let want = map_column(
+            dialect,
+            &c.type_name,
+            c.typeoid,
+            pk.contains(&c.name.as_str()),
+        );
+        if modifier_conflict(&known.ty.ddl, &want.ddl) {
+            return Err(CatalogError::TypeChanged {
+                table: table.clone(),
+                column: c.name.clone(),
+                old: known.ty.ddl.clone(),
+                new: c.type_name.clone(),
+            });
+        }
+        if let Some(known) = Arc::make_mut(&mut entry.def).columns.get_mut(i) {
+            known.source_type = c.type_name.clone();
+        }
+    }
+    Ok(())
 }
 
 /// Appends the columns the definition lacks; returns their indices.

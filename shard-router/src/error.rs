@@ -76,6 +76,42 @@ pub enum RouterError {
     Framing { at: Position, reason: String },
 }
 
+/// A replica's error message without the row values some messages quote: MySQL's
+/// `Duplicate entry 'alice@example.com' for key 'email'` or `Incorrect integer value: 'x' for column`,
+/// PostgreSQL's `invalid input syntax for type integer: "x"`. Values become `'…'`; table, column,
+/// key and type names stay, so the message still says what went wrong where. Logs, metrics and
+/// traces only ever see this form.
+pub fn redacted_db_message(message: &str) -> String {
+    // The words after which MySQL quotes a value with '…'.
+    const MYSQL_BEFORE_VALUE: [&str; 4] = ["entry ", "value: ", "value ", "values "];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find('\'') {
+        let (head, tail) = rest.split_at(start);
+        out.push_str(head);
+        let Some(len) = tail[1..].find('\'') else {
+            out.push_str(tail);
+            return out;
+        };
+        let quoted = &tail[..len + 2];
+        if MYSQL_BEFORE_VALUE.iter().any(|w| out.ends_with(w)) {
+            out.push_str("'…'");
+        } else {
+            out.push_str(quoted);
+        }
+        rest = &tail[len + 2..];
+    }
+    out.push_str(rest);
+    // PostgreSQL ends a message with `: "value"` when it quotes the value it could not take.
+    if let Some(start) = out.rfind(": \"") {
+        if out.ends_with('"') && out.len() > start + 3 {
+            out.truncate(start);
+            out.push_str(": \"…\"");
+        }
+    }
+    out
+}
+
 impl RouterError {
     pub fn replica(context: impl Into<String>, source: sqlx::Error) -> Self {
         RouterError::Replica {
@@ -203,5 +239,39 @@ mod tests {
         );
         assert!(!e.is_retryable());
         assert_eq!(e.kind(), "framing");
+    }
+
+    #[test]
+    fn replica_messages_lose_the_values_they_quote_and_keep_the_names() {
+        for (message, want) in [
+            (
+                "Duplicate entry 'alice@example.com' for key 'email'",
+                "Duplicate entry '…' for key 'email'",
+            ),
+            (
+                "Incorrect integer value: 'abc' for column `db`.`t`.`n` at row 1",
+                "Incorrect integer value: '…' for column `db`.`t`.`n` at row 1",
+            ),
+            (
+                "Incorrect datetime value: '2024-13-01' for column 'd' at row 1",
+                "Incorrect datetime value: '…' for column 'd' at row 1",
+            ),
+            (
+                "invalid input syntax for type integer: \"4111 1111\"",
+                "invalid input syntax for type integer: \"…\"",
+            ),
+            (
+                "Data too long for column 'body' at row 1",
+                "Data too long for column 'body' at row 1",
+            ),
+            (
+                "duplicate key value violates unique constraint \"users_email_key\"",
+                "duplicate key value violates unique constraint \"users_email_key\"",
+            ),
+            ("an unclosed 'quote", "an unclosed 'quote"),
+            ("entry 'é' and value: ''", "entry '…' and value: '…'"),
+        ] {
+            assert_eq!(redacted_db_message(message), want);
+        }
     }
 }

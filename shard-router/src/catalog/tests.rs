@@ -202,3 +202,62 @@ fn a_changed_primary_key_is_an_error_that_keeps_the_definition() {
     c.forget(&TableName::new("public", "t"));
     assert!(c.lookup(&TableName::new("public", "t")).is_none());
 }
+
+#[test]
+fn a_column_whose_source_type_changed_size_stops_and_a_compatible_change_is_followed() {
+    const N4: &str = r#"{"name":"n","type":"numeric(32,12)","typeoid":1700,"value":1.5}"#;
+    const S_INT: &str = r#"{"name":"s","type":"bigint","typeoid":20,"value":7}"#;
+    for d in [Postgres, MySql] {
+        let mut c = catalog(d);
+        c.reconcile(&insert("t", &format!("{ID},{N}")), None)
+            .unwrap();
+        let wider = insert("t", &format!("{ID},{N4}"));
+        assert!(c.needs_ddl(&wider));
+        let err = c.reconcile(&wider, None).unwrap_err();
+        assert!(
+            matches!(&err, CatalogError::TypeChanged { column, new, .. }
+                if column == "n" && new == "numeric(32,12)"),
+            "{d:?}: {err:?}"
+        );
+        // The catalog is unchanged: the next event meets the same refusal.
+        assert!(c.needs_ddl(&wider));
+    }
+    // SQLite stores both as INTEGER: the new source type is followed, once.
+    let mut c = catalog(Sqlite);
+    c.reconcile(
+        &insert(
+            "t",
+            &format!(r#"{ID},{{"name":"s","type":"integer","typeoid":23,"value":7}}"#),
+        ),
+        None,
+    )
+    .unwrap();
+    let retyped = insert("t", &format!("{ID},{S_INT}"));
+    assert!(c.needs_ddl(&retyped));
+    assert_eq!(c.reconcile(&retyped, None).unwrap(), Vec::<String>::new());
+    assert!(!c.needs_ddl(&retyped));
+}
+
+#[test]
+fn a_replica_table_with_other_sizes_is_refused_at_first_sight() {
+    let c = catalog(Postgres);
+    let e = insert("t", &format!("{ID},{N}"));
+    let have = |t: &str| {
+        vec![
+            ("id".to_owned(), "integer".to_owned()),
+            ("n".to_owned(), t.to_owned()),
+        ]
+    };
+    assert!(c.check_replica_types(&e, &have("numeric(30,10)")).is_ok());
+    assert!(matches!(
+        c.check_replica_types(&e, &have("numeric(10,2)")),
+        Err(CatalogError::TypeChanged { .. })
+    ));
+    let m = catalog(MySql);
+    assert!(m
+        .check_replica_types(&e, &[("N".to_owned(), "decimal(30,10)".to_owned())])
+        .is_ok());
+    assert!(m
+        .check_replica_types(&e, &[("N".to_owned(), "decimal(10,2)".to_owned())])
+        .is_err());
+}

@@ -63,6 +63,18 @@ pub trait Replica: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Option<Vec<String>>, RouterError>> + Send;
 
+    /// The columns of a replica table with their types as the replica spells them (`numeric(10,2)`,
+    /// `decimal(10,2)`), for the engines whose column types carry a length, precision or scale;
+    /// empty for a table that does not exist, or an engine without them (SQLite).
+    fn column_types(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, RouterError>> + Send {
+        let _ = (schema, name);
+        async { Ok(Vec::new()) }
+    }
+
     /// The position recorded for a partition (zero if none).
     fn position(
         &self,
@@ -165,6 +177,18 @@ impl Replica for AnyReplica {
             AnyReplica::MySql(r) => r.existing_columns(schema, name).await,
             AnyReplica::Sqlite(r) => r.existing_columns(schema, name).await,
             AnyReplica::Postgres(r) => r.existing_columns(schema, name).await,
+        }
+    }
+
+    async fn column_types(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Result<Vec<(String, String)>, RouterError> {
+        match self {
+            AnyReplica::MySql(r) => r.column_types(schema, name).await,
+            AnyReplica::Sqlite(r) => r.column_types(schema, name).await,
+            AnyReplica::Postgres(r) => r.column_types(schema, name).await,
         }
     }
 

@@ -109,6 +109,21 @@ impl Replica for MySqlReplica {
         Ok(Some(cols).filter(|c| !c.is_empty()))
     }
 
+    async fn column_types(
+        &self,
+        _schema: Option<&str>,
+        name: &str,
+    ) -> Result<Vec<(String, String)>, RouterError> {
+        sqlx::query_as(
+            "SELECT CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        )
+        .bind(name)
+        .fetch_all(&self.sql.pool)
+        .await
+        .map_err(|e| RouterError::replica(format!("reading the column types of {name}"), e))
+    }
+
     async fn position(&self, topic: &str, partition: i32) -> Result<AppliedPosition, RouterError> {
         self.sql.position(topic, partition).await
     }

@@ -78,6 +78,25 @@ impl Replica for PostgresReplica {
         Ok(Some(cols).filter(|c| !c.is_empty()))
     }
 
+    async fn column_types(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> Result<Vec<(String, String)>, RouterError> {
+        // format_type spells types as wal2json does (`timestamp(3) with time zone`).
+        sqlx::query_as(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attnum",
+        )
+        .bind(schema.unwrap_or("public"))
+        .bind(name)
+        .fetch_all(&self.sql.pool)
+        .await
+        .map_err(|e| RouterError::replica(format!("reading the column types of {name}"), e))
+    }
+
     async fn position(&self, topic: &str, partition: i32) -> Result<AppliedPosition, RouterError> {
         self.sql.position(topic, partition).await
     }

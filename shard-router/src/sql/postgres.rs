@@ -82,8 +82,8 @@ mod tests {
             upsert(P, &t, &[0, 1, 2, 4], 2),
             format!(
                 "INSERT INTO {table} (\"Ordér\", \"we\"\"ird\", \"we`ird\", \"select\") VALUES \
-                 ($1::integer, $2, $3::numeric(30,10), $4::timestamp with time zone), \
-                 ($5::integer, $6, $7::numeric(30,10), $8::timestamp with time zone) \
+                 ($1::integer, $2, $3::numeric, $4::timestamp with time zone), \
+                 ($5::integer, $6, $7::numeric, $8::timestamp with time zone) \
                  ON CONFLICT (\"Ordér\", \"we\"\"ird\") DO UPDATE SET \"we`ird\" = excluded.\"we`ird\", \
                  \"select\" = excluded.\"select\""
             )

@@ -130,6 +130,47 @@ pub fn map_column(
     }
 }
 
+/// Whether a replica column of type `have` would silently change values of a column typed `want`
+/// (both in a replica's spelling, e.g. `numeric(10,2)` or `DECIMAL(12,4)`): the same base type with
+/// another length, precision or scale, which the database meets by truncating or rounding (`numeric`
+/// scale, fractional seconds) or refusing. Other differences (`int(11)` against `INT`, a hand-made
+/// `bigint` for an `integer`) are left to the replica's own assignment rules.
+pub fn modifier_conflict(have: &str, want: &str) -> bool {
+    const SIZED: [&str; 13] = [
+        "numeric",
+        "decimal",
+        "character varying",
+        "varchar",
+        "character",
+        "char",
+        "bpchar",
+        "bit",
+        "bit varying",
+        "timestamp with time zone",
+        "timestamp without time zone",
+        "time without time zone",
+        "datetime",
+    ];
+    // `timestamp(3) with time zone` → (`timestamp with time zone`, `3`); arrays keep their `[]`.
+    fn split(t: &str) -> (String, String) {
+        let t = t.trim().to_ascii_lowercase();
+        match t.split_once('(') {
+            Some((before, rest)) => match rest.split_once(')') {
+                Some((mods, after)) => (
+                    format!("{}{after}", before.trim_end()),
+                    mods.replace(' ', ""),
+                ),
+                None => (t.clone(), String::new()),
+            },
+            None => (t, String::new()),
+        }
+    }
+    let (have_base, have_mods) = split(have);
+    let (want_base, want_mods) = split(want);
+    let base = have_base.trim_end_matches("[]");
+    have_base == want_base && SIZED.contains(&base) && have_mods != want_mods
+}
+
 fn column(ddl: impl Into<String>, cast: Option<String>, kind: ValueKind) -> ColumnType {
     ColumnType {
         ddl: ddl.into(),
@@ -160,7 +201,7 @@ fn map_postgres(source_type: &str, typeoid: Option<u32>, class: Class) -> Column
     let parsed = parse_type_name(source_type).filter(|_| is_builtin(source_type, typeoid));
     // `reg*` values name objects of the source's catalog, which the replica may not have.
     let names_source_object = |base: &str| OBJECT_REFERENCE_TYPES.contains(&base);
-    if parsed.is_none_or(|p| names_source_object(&p.base)) {
+    if parsed.as_ref().is_none_or(|p| names_source_object(&p.base)) {
         return column("text", None, ValueKind::Text);
     }
     let kind = match class {
@@ -170,11 +211,27 @@ fn map_postgres(source_type: &str, typeoid: Option<u32>, class: Class) -> Column
     };
     // Text needs no cast. Everything else is cast from the bound parameter, bytea too: its values are
     // bound as bytes (a no-op cast) but a NULL is bound as text and needs the cast to fit the column.
-    let cast = match source_type {
-        "text" => None,
-        other => Some(other.to_owned()),
+    let cast = match (source_type, parsed) {
+        ("text", _) => None,
+        (_, Some(p)) => Some(unbounded_cast(source_type, &p.base)),
+        (other, None) => Some(other.to_owned()),
     };
     column(source_type, cast, kind)
+}
+
+/// The cast of a bound parameter: the type without its modifier. An explicit cast to `varchar(5)`,
+/// `numeric(10,2)` or `bit(3)` truncates or rounds without a word, where storing into a column of
+/// that type refuses a value that does not fit (or that a later source type no longer fits): the
+/// column's own modifier is left to check. `character` and `bit` without a modifier mean one
+/// character or bit, so their unbounded forms stand in.
+fn unbounded_cast(source_type: &str, base: &str) -> String {
+    let dims = source_type.len() - source_type.trim_end_matches("[]").len();
+    let base = match base {
+        "character" | "char" => "bpchar",
+        "bit" => "bit varying",
+        other => other,
+    };
+    format!("{base}{}", &source_type[source_type.len() - dims..])
 }
 
 fn map_mysql(class: Class, in_pk: bool) -> ColumnType {

@@ -7,21 +7,29 @@ fn ddl(d: Dialect, t: &str, oid: Option<u32>, pk: bool) -> String {
 
 #[test]
 fn postgres_keeps_builtin_types_and_casts_them() {
-    for t in [
-        "numeric(30,10)",
-        "timestamp(3) with time zone",
-        "integer[]",
-        "jsonb",
-        "character varying(20)",
-        "\"char\"",
-        "bit(3)",
-        "interval",
-        "numeric(5,-2)",
-        "box[]",
-        "information_schema.sql_identifier",
+    // The column keeps the type; the parameter's cast drops the modifier, so that storing a value the
+    // column cannot hold fails instead of the cast truncating or rounding it.
+    for (t, cast) in [
+        ("numeric(30,10)", "numeric"),
+        ("timestamp(3) with time zone", "timestamp with time zone"),
+        ("integer[]", "integer[]"),
+        ("jsonb", "jsonb"),
+        ("character varying(20)", "character varying"),
+        ("character varying(20)[][]", "character varying[][]"),
+        ("character(3)", "bpchar"),
+        ("character", "bpchar"),
+        ("\"char\"", "\"char\""),
+        ("bit(3)", "bit varying"),
+        ("interval", "interval"),
+        ("numeric(5,-2)", "numeric"),
+        ("box[]", "box[]"),
+        (
+            "information_schema.sql_identifier",
+            "information_schema.sql_identifier",
+        ),
     ] {
         let c = map_column(Postgres, t, Some(1700), false);
-        assert_eq!((c.ddl.as_str(), c.cast.as_deref()), (t, Some(t)), "{t}");
+        assert_eq!((c.ddl.as_str(), c.cast.as_deref()), (t, Some(cast)), "{t}");
     }
     let text = map_column(Postgres, "text", Some(25), true);
     assert_eq!(
@@ -259,5 +267,32 @@ fn sqlite_mapping_uses_the_four_affinities() {
             let c = map_column(Sqlite, t, None, pk);
             assert_eq!((c.ddl.as_str(), c.kind, c.cast), (want, kind, None), "{t}");
         }
+    }
+}
+
+#[test]
+fn a_modifier_conflict_is_the_same_sized_type_with_other_modifiers() {
+    for (have, want) in [
+        ("numeric(10,2)", "numeric(12,4)"),
+        ("numeric(10,2)", "numeric"),
+        ("character varying(5)", "character varying(10)"),
+        ("character varying(5)[]", "character varying(10)[]"),
+        ("timestamp(0) with time zone", "timestamp with time zone"),
+        ("decimal(10,2)", "DECIMAL(12,4)"),
+        ("varchar(5)", "VARCHAR(10)"),
+        ("bit(3)", "bit(4)"),
+    ] {
+        assert!(modifier_conflict(have, want), "{have} / {want}");
+    }
+    for (have, want) in [
+        ("numeric(10,2)", "numeric(10, 2)"),
+        ("decimal(30,10)", "DECIMAL(30,10)"),
+        ("int(11)", "INT"),
+        ("integer", "bigint"),
+        ("text", "character varying(5)"),
+        ("longtext", "LONGTEXT"),
+        ("numeric(10,2)[]", "numeric(10,2)"),
+    ] {
+        assert!(!modifier_conflict(have, want), "{have} / {want}");
     }
 }

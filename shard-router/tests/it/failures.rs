@@ -1,6 +1,7 @@
 //! Failure handling against a real MariaDB replica: lost replica connections are retried and nothing
 //! is lost; a value the replica refuses stops its partition with the event named, and nothing after
-//! it in that partition is skipped.
+//! it in that partition is skipped; replica messages are logged without the row values they quote; a
+//! source type change the replica column would round or truncate stops the partition.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -210,6 +211,123 @@ async fn a_value_the_replica_refuses_stops_its_partition_and_names_the_event() {
     router.wait_ready(Duration::from_secs(60));
     converge(&source, &target, "notes", &router).await;
     let _ = replica.close().await;
+    drop(cdc);
+    testkit::drop_slot(&s.source_url, &name).await;
+}
+
+/// The partition-stopped line of a router log, once there is one.
+fn stopped_line(router: &Process) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = router.log_text();
+        if let Some(line) = log.lines().find(|l| l.contains("partition stopped")) {
+            return line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no partition stopped within 60s; router log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_the_replica_quotes_in_its_error_is_not_logged() {
+    let s = services();
+    let name = unique("dupval");
+    let source_url = testkit::create_pg_db(&s.source_url, &name).await;
+    let source = connect(&source_url).await;
+    source
+        .batch_execute("CREATE TABLE users (id integer PRIMARY KEY, email text)")
+        .await
+        .unwrap();
+    let target = Target::create(&s, Engine::MySql, &name).await;
+    // A hand-made replica table with the wrong type: MariaDB's error quotes the value it refused.
+    let mut replica = mysql(&target.url).await;
+    sqlx::query("CREATE TABLE users (id INT PRIMARY KEY, email INT)")
+        .execute(&mut replica)
+        .await
+        .unwrap();
+    let prefix = unique("dupval");
+    let cdc = start_cdc(&s, &source_url, &name, &prefix);
+    let mut router = start_router(&s, &target, &prefix, &[]);
+    router.wait_ready(Duration::from_secs(60));
+    source
+        .batch_execute("INSERT INTO users VALUES (1, 'alice.secret@example.com')")
+        .await
+        .unwrap();
+    let line = stopped_line(&router);
+    assert!(
+        line.contains("Incorrect integer value: '…' for column"),
+        "{line}"
+    );
+    assert!(
+        !router.log_text().contains("alice.secret"),
+        "a row value reached the log:\n{}",
+        router.log_text()
+    );
+    let _ = replica.close().await;
+    drop(router);
+    drop(cdc);
+    testkit::drop_slot(&s.source_url, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_type_change_that_would_round_stops_instead_also_after_a_restart() {
+    let s = services();
+    let name = unique("retype");
+    let source_url = testkit::create_pg_db(&s.source_url, &name).await;
+    let source = connect(&source_url).await;
+    source
+        .batch_execute(
+            "CREATE TABLE prices (id integer PRIMARY KEY, amount numeric(10,2), code varchar(5))",
+        )
+        .await
+        .unwrap();
+    let target = Target::create(&s, Engine::Postgres, &name).await;
+    let prefix = unique("retype");
+    let cdc = start_cdc(&s, &source_url, &name, &prefix);
+    let mut router = start_router(&s, &target, &prefix, &[]);
+    router.wait_ready(Duration::from_secs(60));
+    source
+        .batch_execute("INSERT INTO prices VALUES (1, 1.25, 'abcde'), (2, 2.50, 'xy')")
+        .await
+        .unwrap();
+    converge(&source, &target, "prices", &router).await;
+
+    // A migration widens both columns; the new values do not fit the replica's columns.
+    source
+        .batch_execute(
+            "ALTER TABLE prices ALTER amount TYPE numeric(12,4), ALTER code TYPE varchar(10);
+             INSERT INTO prices VALUES (3, 3.1415, 'abcdefghij')",
+        )
+        .await
+        .unwrap();
+    let line = stopped_line(&router);
+    assert!(
+        line.contains("is numeric(10,2) on the replica but the source now sends numeric(12,4)"),
+        "{line}"
+    );
+    let replica = connect(&target.url).await;
+    let rows: i64 = replica
+        .query_one("SELECT count(*) FROM prices WHERE id = 3", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "the row that does not fit was stored anyway");
+
+    // A new router process has not seen the old type: it reads the replica's column types.
+    router.kill9();
+    let router = start_router(&s, &target, &prefix, &[]);
+    let line = stopped_line(&router);
+    assert!(line.contains("numeric(10,2) on the replica"), "{line}");
+    let rows: i64 = replica
+        .query_one("SELECT count(*) FROM prices WHERE id = 3", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "after a restart the row was stored rounded");
+    drop(router);
     drop(cdc);
     testkit::drop_slot(&s.source_url, &name).await;
 }
