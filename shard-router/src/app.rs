@@ -71,6 +71,7 @@ async fn serve(
         applier,
         health: health.clone(),
         batch_max_rows: config.batch_max_rows,
+        batch_max_bytes: config.batch_max_bytes,
         batch_max_wait: config.batch_max_wait,
         max_backoff: config.max_backoff,
     };

@@ -30,6 +30,19 @@ pub struct Row {
     pub change: RowChange,
 }
 
+/// About how many bytes a row change takes (its values' JSON text, names, and a fixed overhead), for
+/// the batch's byte bound.
+fn change_bytes(change: &RowChange) -> usize {
+    const PER_ROW: usize = 64;
+    let columns = |c: Option<&[shared::Column]>| -> usize {
+        c.unwrap_or_default()
+            .iter()
+            .map(|c| c.value.get().len() + c.name.len())
+            .sum()
+    };
+    PER_ROW + columns(change.new_values()) + columns(change.old_values())
+}
+
 /// One replica transaction to run: the rows in order, the position to record with them, and the Kafka
 /// offset that may be stored once it committed.
 #[derive(Debug)]
@@ -138,8 +151,12 @@ struct Frame {
 pub struct Batch {
     applied: AppliedPosition,
     max_rows: usize,
+    max_bytes: usize,
     max_wait: Duration,
     rows: Vec<Row>,
+    /// About how many bytes of values `rows` hold, and those of the rows before `complete_rows`.
+    bytes: usize,
+    complete_bytes: usize,
     /// `rows.len()` at the end of the last complete frame.
     complete_rows: usize,
     /// The last complete frame buffered: its commit LSN and the offset after its `C`.
@@ -151,12 +168,21 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(applied: AppliedPosition, max_rows: usize, max_wait: Duration) -> Self {
+    /// A batch flushed at `max_rows` rows or `max_bytes` bytes of values, whichever comes first.
+    pub fn new(
+        applied: AppliedPosition,
+        max_rows: usize,
+        max_bytes: usize,
+        max_wait: Duration,
+    ) -> Self {
         Batch {
             applied,
             max_rows: max_rows.max(1),
+            max_bytes: max_bytes.max(1),
             max_wait,
             rows: Vec::new(),
+            bytes: 0,
+            complete_bytes: 0,
             complete_rows: 0,
             last_complete: None,
             complete_frames: 0,
@@ -182,7 +208,7 @@ impl Batch {
                 let lsn = begin.lsn;
                 if let Some(cut) = self.current.take() {
                     // A frame interrupted by a new begin is re-sent whole later: drop what is buffered.
-                    self.rows.truncate(cut.start.max(self.complete_rows));
+                    self.truncate_rows(cut.start.max(self.complete_rows));
                     metrics::counter!(crate::metrics::FRAMES_SKIPPED, "reason" => "cut")
                         .increment(1);
                 }
@@ -227,6 +253,7 @@ impl Batch {
                     self.complete_frames += 1;
                 }
                 self.complete_rows = self.rows.len();
+                self.complete_bytes = self.bytes;
                 let commit_lsn = frame.lsn.max(self.last_lsn());
                 self.last_complete = Some((commit_lsn, offset + 1));
                 self.frame_ends.push(FrameEnd {
@@ -248,6 +275,7 @@ impl Batch {
                 match change {
                     Change::Row(change) => {
                         frame.seen += 1;
+                        self.bytes += change_bytes(&change);
                         self.rows.push(Row { offset, change });
                         Ok(self.full())
                     }
@@ -277,7 +305,7 @@ impl Batch {
                 frame.lsn, frame.seen
             )));
         }
-        self.rows.truncate(frame.start.max(self.complete_rows));
+        self.truncate_rows(frame.start.max(self.complete_rows));
         metrics::counter!(crate::metrics::FRAMES_SKIPPED, "reason" => "short").increment(1);
         tracing::warn!(
             lsn = %frame.lsn,
@@ -288,8 +316,14 @@ impl Batch {
         Ok(Next::Read)
     }
 
+    /// Drops the buffered rows from `len` on.
+    fn truncate_rows(&mut self, len: usize) {
+        self.rows.truncate(len);
+        self.bytes = self.rows.iter().map(|r| change_bytes(&r.change)).sum();
+    }
+
     fn full(&self) -> Next {
-        if self.rows.len() >= self.max_rows {
+        if self.rows.len() >= self.max_rows || self.bytes >= self.max_bytes {
             Next::Flush
         } else {
             Next::Read
@@ -307,6 +341,12 @@ impl Batch {
         self.rows.len() - self.complete_rows
     }
 
+    /// Whether the open frame's rows alone fill a batch (rows or bytes): they are applied without
+    /// waiting for its end.
+    pub fn open_frame_fills(&self) -> bool {
+        self.open_rows() >= self.max_rows || self.bytes - self.complete_bytes >= self.max_bytes
+    }
+
     /// Whether a flush has anything to do (rows to write or an offset to store).
     pub fn has_work(&self, partial: bool) -> bool {
         self.last_complete.is_some() || (partial && self.rows.len() > self.complete_rows)
@@ -321,6 +361,7 @@ impl Batch {
             self.complete_rows
         };
         let rows: Vec<Row> = self.rows.drain(..take).collect();
+        self.bytes = self.rows.iter().map(|r| change_bytes(&r.change)).sum();
         let mut position = after_commit(self.last_lsn(), self.applied);
         if let Some(frame) = self.current.as_mut() {
             frame.partly_applied |= take > frame.start;
@@ -338,6 +379,7 @@ impl Batch {
             frame_ends: std::mem::take(&mut self.frame_ends),
         };
         self.complete_rows = 0;
+        self.complete_bytes = 0;
         self.last_complete = None;
         self.complete_frames = 0;
         self.first_complete_at = None;
@@ -409,7 +451,7 @@ mod tests {
     impl Feed {
         fn new(applied: AppliedPosition, max_rows: usize) -> Self {
             Feed {
-                batch: Batch::new(applied, max_rows, Duration::from_millis(5)),
+                batch: Batch::new(applied, max_rows, usize::MAX, Duration::from_millis(5)),
                 offset: 0,
             }
         }
@@ -440,6 +482,38 @@ mod tests {
         assert_eq!(flush.position.commit_lsn, Lsn(20));
         assert_eq!(flush.position.partial_rows, 0);
         assert!(f.batch.deadline().is_none());
+    }
+
+    #[test]
+    fn a_batch_fills_by_bytes_as_well_as_rows() {
+        let one_row = {
+            let mut f = Feed::new(AppliedPosition::default(), 100);
+            f.push(Action::Begin, 10);
+            f.push(Action::Insert, 10);
+            f.batch.bytes
+        };
+        assert!(one_row > 0);
+        let mut f = Feed {
+            batch: Batch::new(
+                AppliedPosition::default(),
+                100,
+                3 * one_row,
+                Duration::from_millis(5),
+            ),
+            offset: 0,
+        };
+        f.push(Action::Begin, 10);
+        assert!(matches!(f.push(Action::Insert, 10), Next::Read));
+        assert!(matches!(f.push(Action::Insert, 10), Next::Read));
+        assert!(!f.batch.open_frame_fills());
+        assert!(matches!(f.push(Action::Insert, 10), Next::Flush));
+        assert!(f.batch.open_frame_fills());
+        let flush = f.batch.take_flush(true);
+        assert_eq!(flush.rows.len(), 3);
+        assert_eq!(f.batch.bytes, 0);
+        assert!(!f.batch.open_frame_fills());
+        assert!(matches!(f.push(Action::Insert, 10), Next::Read));
+        assert!(matches!(f.push(Action::Commit, 10), Next::Read));
     }
 
     #[test]
@@ -675,7 +749,7 @@ mod tests {
 
     #[test]
     fn rows_outside_a_frame_and_mismatched_commits_are_framing_errors() {
-        let mut b = Batch::new(AppliedPosition::default(), 10, Duration::ZERO);
+        let mut b = Batch::new(AppliedPosition::default(), 10, usize::MAX, Duration::ZERO);
         assert!(b.push(0, ev(Action::Insert, 1)).is_err());
         assert!(b.push(1, ev(Action::Commit, 1)).is_err());
         b.push(2, ev(Action::Begin, 5)).unwrap();

@@ -51,6 +51,13 @@ pub struct Config {
     #[arg(long, env = "ROUTER_BATCH_MAX_ROWS", default_value_t = 5000)]
     pub batch_max_rows: usize,
 
+    /// Apply at most about this many bytes of row values in one replica transaction (a larger source
+    /// transaction is applied in chunks, as for --batch-max-rows). Bounds the router's memory per
+    /// partition with wide rows. Statements within it are split at 2 MiB of bound values, below
+    /// MariaDB/MySQL's max_allowed_packet.
+    #[arg(long, env = "ROUTER_BATCH_MAX_BYTES", default_value_t = 16 << 20)]
+    pub batch_max_bytes: usize,
+
     /// Commit a replica transaction at most this long after its first complete source transaction
     /// arrived, even if more are coming.
     #[arg(long, env = "ROUTER_BATCH_MAX_WAIT", default_value = "10ms", value_parser = humantime::parse_duration)]
@@ -104,6 +111,12 @@ impl Config {
             return Err(ConfigError::new(
                 "--replica-name/ROUTER_REPLICA_NAME",
                 format!("{name:?} is not a valid name (a-z, A-Z, 0-9, '.', '_', '-')"),
+            ));
+        }
+        if self.batch_max_bytes == 0 {
+            return Err(ConfigError::new(
+                "--batch-max-bytes/ROUTER_BATCH_MAX_BYTES",
+                "must be at least 1",
             ));
         }
         if self.batch_max_rows == 0 {

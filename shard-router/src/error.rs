@@ -162,12 +162,19 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            transient_code(&code)
-        }
+        sqlx::Error::Database(db) => transient_code(&db_code(db.as_ref())),
         _ => false,
     }
+}
+
+/// A database error's code: MySQL/MariaDB's error number (sqlx's `code()` is their SQLSTATE, which
+/// lumps most errors into `HY000`, and puts "packet too large" (1153) among the connection errors
+/// `08S01`), PostgreSQL's SQLSTATE, SQLite's result code.
+pub fn db_code(db: &dyn sqlx::error::DatabaseError) -> String {
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return mysql.number().to_string();
+    }
+    db.code().map(|c| c.into_owned()).unwrap_or_default()
 }
 
 /// Database error codes that mean "try again": MySQL/MariaDB error numbers, PostgreSQL SQLSTATEs and
@@ -176,7 +183,8 @@ fn transient_code(code: &str) -> bool {
     matches!(
         code,
         // MySQL/MariaDB: lock wait timeout, deadlock, server gone/lost, too many connections,
-        // server shutting down, query interrupted.
+        // server shutting down, query interrupted. Not 1153 (a statement above max_allowed_packet):
+        // the same statement fails again.
         "1205" | "1213" | "2006" | "2013" | "1040" | "1053" | "1317"
         // PostgreSQL: serialization failure, deadlock, admin/crash shutdown, cannot connect now,
         // too many connections, lock not available.
@@ -195,7 +203,7 @@ mod tests {
         for code in ["1213", "1205", "40P01", "08006", "5", "517"] {
             assert!(transient_code(code), "{code}");
         }
-        for code in ["1264", "1062", "23505", "22003", "19", "2067"] {
+        for code in ["1264", "1062", "1153", "23505", "22003", "19", "2067"] {
             assert!(!transient_code(code), "{code}");
         }
         assert!(is_transient(&sqlx::Error::PoolTimedOut));

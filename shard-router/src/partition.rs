@@ -29,6 +29,7 @@ pub struct PartitionCtx<R = AnyReplica> {
     pub applier: Arc<Applier<R>>,
     pub health: Health,
     pub batch_max_rows: usize,
+    pub batch_max_bytes: usize,
     pub batch_max_wait: Duration,
     pub max_backoff: Duration,
 }
@@ -39,6 +40,7 @@ impl<R> Clone for PartitionCtx<R> {
             applier: Arc::clone(&self.applier),
             health: self.health.clone(),
             batch_max_rows: self.batch_max_rows,
+            batch_max_bytes: self.batch_max_bytes,
             batch_max_wait: self.batch_max_wait,
             max_backoff: self.max_backoff,
         }
@@ -147,7 +149,12 @@ impl<R: Replica> Task<R> {
         self.durable = applied;
         // A partition paused by an earlier stop stays paused when it comes back to this member.
         stream.resume();
-        let mut batch = Batch::new(applied, self.ctx.batch_max_rows, self.ctx.batch_max_wait);
+        let mut batch = Batch::new(
+            applied,
+            self.ctx.batch_max_rows,
+            self.ctx.batch_max_bytes,
+            self.ctx.batch_max_wait,
+        );
         loop {
             let deadline = batch.deadline();
             let far = Instant::now() + Duration::from_secs(3600);
@@ -221,7 +228,7 @@ impl<R: Replica> Task<R> {
         batch: &mut Batch,
     ) -> Result<(), Stop> {
         self.flush(stream, batch, false, None).await?;
-        if batch.open_rows() >= self.ctx.batch_max_rows {
+        if batch.open_frame_fills() {
             self.flush(stream, batch, true, None).await?;
         }
         Ok(())

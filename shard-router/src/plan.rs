@@ -125,19 +125,26 @@ pub fn plan<'r>(
     catalog: &Catalog,
     changes: impl IntoIterator<Item = &'r RowChange>,
 ) -> Result<Vec<Statement>, PlanError> {
-    plan_within(catalog, changes, sql::max_binds(catalog.dialect()))
+    plan_within(
+        catalog,
+        changes,
+        sql::max_binds(catalog.dialect()),
+        sql::MAX_STATEMENT_BYTES,
+    )
 }
 
-/// [`plan`] with an explicit bind limit per statement.
+/// [`plan`] with explicit bind and byte limits per statement.
 pub(crate) fn plan_within<'r>(
     catalog: &Catalog,
     changes: impl IntoIterator<Item = &'r RowChange>,
     max_binds: usize,
+    max_bytes: usize,
 ) -> Result<Vec<Statement>, PlanError> {
     let mut planner = Planner {
         catalog,
         dialect: catalog.dialect(),
         max_binds,
+        max_bytes,
         out: Vec::new(),
         run: None,
     };
@@ -155,6 +162,25 @@ pub(crate) fn plan_within<'r>(
 /// One row as bound: (column index in the def, value), sorted by index.
 type Row = Vec<(usize, Bind)>;
 
+/// Consecutive slices of `rows` of at most `max_rows` rows and, unless one row alone is larger,
+/// `max_bytes` of bound values.
+fn chunks(rows: &[Vec<Bind>], max_rows: usize, max_bytes: usize) -> Vec<&[Vec<Bind>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let len: usize = row.iter().map(Bind::wire_len).sum();
+        if i > start && (i - start >= max_rows.max(1) || bytes + len > max_bytes) {
+            out.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += len;
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
+
 /// Consecutive rows that become one statement (or several, split at the bind limit).
 struct Run<'c> {
     kind: RunKind,
@@ -170,6 +196,7 @@ struct Planner<'c> {
     catalog: &'c Catalog,
     dialect: Dialect,
     max_binds: usize,
+    max_bytes: usize,
     out: Vec<Statement>,
     run: Option<Run<'c>>,
 }
@@ -334,8 +361,8 @@ impl<'c> Planner<'c> {
         run.rows.push(binds);
     }
 
-    /// Turns the current run into statements of at most `max_binds` parameters (and at most
-    /// [`sql::DELETE_ROWS_PER_STATEMENT`] rows for deletes).
+    /// Turns the current run into statements of at most `max_binds` parameters and `max_bytes` of
+    /// bound values (and at most [`sql::DELETE_ROWS_PER_STATEMENT`] rows for deletes).
     fn flush(&mut self) {
         let Some(run) = self.run.take() else {
             return;
@@ -345,7 +372,7 @@ impl<'c> Planner<'c> {
         if run.kind == RunKind::DeleteByKey {
             per_statement = per_statement.min(sql::DELETE_ROWS_PER_STATEMENT);
         }
-        for rows in run.rows.chunks(per_statement) {
+        for rows in chunks(&run.rows, per_statement, self.max_bytes) {
             let (kind, sql) = match run.kind {
                 RunKind::Upsert => (
                     StatementKind::Upsert,

@@ -104,6 +104,7 @@ fn ctx(replica: &MemoryReplica, batch_max_rows: usize) -> PartitionCtx<Fake> {
         applier: Arc::new(Applier::new(Fake(replica.clone()), TOPIC.to_owned()).unwrap()),
         health: Health::default(),
         batch_max_rows,
+        batch_max_bytes: usize::MAX,
         batch_max_wait: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
     }

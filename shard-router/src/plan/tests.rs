@@ -68,7 +68,27 @@ fn catalog(d: Dialect) -> Catalog {
 }
 
 fn run(d: Dialect, changes: &[RowChange], max_binds: usize) -> Vec<Statement> {
-    plan_within(&catalog(d), changes, max_binds).unwrap()
+    plan_within(&catalog(d), changes, max_binds, usize::MAX).unwrap()
+}
+
+#[test]
+fn statements_are_split_by_the_bytes_they_bind() {
+    let rows: Vec<Vec<Bind>> = [10, 10, 30, 10, 10, 10]
+        .iter()
+        .map(|&n| vec![Bind::Text("x".repeat(n - 4))])
+        .collect();
+    let sizes = |max_rows, max_bytes| -> Vec<usize> {
+        chunks(&rows, max_rows, max_bytes)
+            .iter()
+            .map(|c| c.len())
+            .collect()
+    };
+    assert_eq!(sizes(100, usize::MAX), [6]);
+    assert_eq!(sizes(4, usize::MAX), [4, 2]);
+    // A row larger than the bound goes alone; no chunk is empty.
+    assert_eq!(sizes(100, 20), [2, 1, 2, 1]);
+    assert_eq!(sizes(100, 1), [1, 1, 1, 1, 1, 1]);
+    assert!(chunks(&[], 10, 10).is_empty());
 }
 
 fn fail(d: Dialect, changes: &[RowChange]) -> PlanError {

@@ -156,7 +156,7 @@ fn ddl_race(error: &sqlx::Error) -> DdlRace {
     let sqlx::Error::Database(db) = error else {
         return DdlRace::No;
     };
-    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+    let code = crate::error::db_code(db.as_ref());
     let message = db.message();
     match code.as_str() {
         // PostgreSQL duplicate table/object/column/schema, MySQL table/column exists.

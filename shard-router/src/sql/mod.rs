@@ -47,6 +47,13 @@ pub fn max_binds(dialect: Dialect) -> usize {
     }
 }
 
+/// The most bytes of bound values one multi-row statement carries; a statement of more rows is split.
+/// MySQL/MariaDB refuse a packet above `max_allowed_packet` (error 1153; 4 MiB in MySQL 5.7,
+/// 16 MiB in MariaDB ≥ 10.2.4, 64 MiB in MySQL 8); a bound so far below keeps room for the SQL text,
+/// and holds each statement's memory to a known size on every engine. A single row above it is
+/// still sent alone.
+pub const MAX_STATEMENT_BYTES: usize = 2 << 20;
+
 /// How many rows of `binds_per_row` parameters fit in one statement (at least 1).
 pub fn rows_per_statement(dialect: Dialect, binds_per_row: usize) -> usize {
     rows_within(max_binds(dialect), binds_per_row)

@@ -17,6 +17,18 @@ pub enum Bind {
     Bytes(Vec<u8>),
 }
 
+impl Bind {
+    /// About how many bytes the value takes on the wire.
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Bind::Null => 1,
+            Bind::Int(_) | Bind::Float(_) => 8,
+            Bind::Text(t) => t.len() + 4,
+            Bind::Bytes(b) => b.len() + 4,
+        }
+    }
+}
+
 /// Why a value could not be converted. Messages name the kind of value and the reason, never the value
 /// itself (row values may be sensitive).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
