@@ -53,8 +53,11 @@ pub struct Pump<'a, K> {
     out: Vec<Outgoing>,
     received: Lsn,
     reported: Lsn,
-    /// The confirmed position, shared with the lag poller.
-    confirmed: Arc<AtomicU64>,
+    /// The commit time (Unix seconds, as `f64` bits; 0 = none) of the oldest transaction not yet
+    /// confirmed, shared with the lag poller, which keeps `cdc_replication_lag_seconds` growing while
+    /// nothing is confirmed (Kafka down, cdc reconnecting). Outlives the pump: see
+    /// [`crate::supervisor`].
+    pending_since: Arc<AtomicU64>,
     /// Committed transactions not yet confirmed: their end LSN and commit time (Unix seconds).
     commit_times: VecDeque<(Lsn, f64)>,
 }
@@ -67,7 +70,7 @@ impl<'a, K: Sink> Pump<'a, K> {
         transforms: &'a Transforms,
         sink: &'a mut K,
         start: Lsn,
-        confirmed: Arc<AtomicU64>,
+        pending_since: Arc<AtomicU64>,
     ) -> Self {
         let framer = Framer::new(sink.partitions().to_vec());
         Pump {
@@ -81,7 +84,7 @@ impl<'a, K: Sink> Pump<'a, K> {
             out: Vec::new(),
             received: start,
             reported: Lsn::ZERO,
-            confirmed,
+            pending_since,
             commit_times: VecDeque::new(),
         }
     }
@@ -161,16 +164,22 @@ impl<'a, K: Sink> Pump<'a, K> {
         reply_requested: bool,
     ) -> Result<(), CdcError> {
         let flushed = self.progress.safe();
-        let mut newest = None;
-        while let Some(&(end, t)) = self.commit_times.front() {
+        let mut popped = false;
+        while let Some(&(end, _)) = self.commit_times.front() {
             if end > flushed {
                 break;
             }
-            newest = Some(t);
+            popped = true;
             self.commit_times.pop_front();
         }
-        if let Some(t) = newest {
-            metrics::gauge!(m::REPLICATION_LAG_SECONDS).set((unix_now() - t).max(0.0));
+        // Caught up to what was received, or past some transactions: the lag is the age of the
+        // oldest transaction still unconfirmed (none: 0).
+        if popped || (self.commit_times.is_empty() && flushed >= self.received) {
+            let oldest = self.commit_times.front().map(|&(_, t)| t);
+            self.pending_since
+                .store(oldest.map_or(0, f64::to_bits), Ordering::Relaxed);
+            metrics::gauge!(m::REPLICATION_LAG_SECONDS)
+                .set(oldest.map_or(0.0, |t| (unix_now() - t).max(0.0)));
         }
         source
             .confirm(StandbyStatus {
@@ -183,7 +192,6 @@ impl<'a, K: Sink> Pump<'a, K> {
         if flushed != self.reported {
             tracing::debug!(confirmed = %flushed, "confirmed position");
             self.reported = flushed;
-            self.confirmed.store(flushed.0, Ordering::Relaxed);
             metrics::gauge!(m::CONFIRMED_LSN).set(flushed.0 as f64);
         }
         Ok(())
@@ -235,6 +243,9 @@ impl<'a, K: Sink> Pump<'a, K> {
                     self.progress.commit(open.id, end);
                 }
                 if let Some(t) = commit_time {
+                    if self.pending_since.load(Ordering::Relaxed) == 0 {
+                        self.pending_since.store(t.to_bits(), Ordering::Relaxed);
+                    }
                     self.commit_times.push_back((end, t));
                 }
                 metrics::counter!(m::TRANSACTIONS).increment(1);

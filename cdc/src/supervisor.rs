@@ -41,6 +41,13 @@ struct PluginCaps {
     numeric_as_string: Option<bool>,
 }
 
+/// What outlives one session: the plugin's capabilities, and the commit time of the oldest
+/// transaction not yet confirmed (see [`crate::pump::Pump`]), which the lag poller reads.
+struct Across {
+    caps: PluginCaps,
+    pending_since: Arc<AtomicU64>,
+}
+
 pub async fn supervise(
     config: &Config,
     shards: &ShardMap,
@@ -50,7 +57,10 @@ pub async fn supervise(
 ) -> Result<(), CdcError> {
     let mut backoff = Backoff::new(Duration::from_millis(250), config.max_backoff);
     let mut failing_since: Option<Instant> = None;
-    let mut caps = PluginCaps::default();
+    let mut across = Across {
+        caps: PluginCaps::default(),
+        pending_since: Arc::new(AtomicU64::new(0)),
+    };
     if !transforms.is_empty() {
         let columns: usize = transforms.tables().map(|(_, rules)| rules.len()).sum();
         tracing::info!(
@@ -59,6 +69,10 @@ pub async fn supervise(
             "column transforms active"
         );
     }
+    let pending_since = across.pending_since.clone();
+    let lag_stop = shutdown.child_token();
+    let _stop_lag = lag_stop.clone().drop_guard();
+    tokio::spawn(poll_lag(config.clone(), pending_since.clone(), lag_stop));
     loop {
         let mut streamed = false;
         let outcome = session(
@@ -67,7 +81,7 @@ pub async fn supervise(
             transforms,
             shutdown,
             ready,
-            &mut caps,
+            &mut across,
             &mut streamed,
         )
         .await;
@@ -77,6 +91,14 @@ pub async fn supervise(
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
+        // Until a session confirms again, what the source writes waits: the lag counts from now
+        // unless an older transaction is already waiting.
+        let _ = pending_since.compare_exchange(
+            0,
+            unix_now().to_bits(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         metrics::counter!(m::ERRORS, "kind" => error.kind()).increment(1);
         if !error.is_retryable() {
             return Err(error);
@@ -106,6 +128,12 @@ pub async fn supervise(
     }
 }
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn waiting_for(error: &CdcError, config: &Config) -> String {
     match error {
         CdcError::Kafka { .. } | CdcError::Delivery { .. } => {
@@ -124,9 +152,10 @@ async fn session(
     transforms: &Transforms,
     shutdown: &CancellationToken,
     ready: &Readiness,
-    caps: &mut PluginCaps,
+    across: &mut Across,
     streamed: &mut bool,
 ) -> Result<(), CdcError> {
+    let caps = &mut across.caps;
     let target = config.source_url.target();
     let pg = config.source_url.pg_config();
     let sql = tokio::select! {
@@ -159,23 +188,20 @@ async fn session(
     ready.set(true);
     metrics::gauge!(m::STREAMING).set(1.0);
 
-    let confirmed = Arc::new(AtomicU64::new(start.0));
-    let lag_stop = CancellationToken::new();
-    tokio::spawn(poll_lag(
-        sql,
-        config.slot.clone(),
-        confirmed.clone(),
-        lag_stop.clone(),
-    ));
-
     let settings = PumpSettings {
         max_in_flight: config.max_in_flight,
         status_interval: config.status_interval,
     };
     let router = Router::new(shards.clone(), sink.partitions().to_vec());
-    let mut pump = Pump::new(settings, router, transforms, &mut sink, start, confirmed);
+    let mut pump = Pump::new(
+        settings,
+        router,
+        transforms,
+        &mut sink,
+        start,
+        across.pending_since.clone(),
+    );
     let result = pump.run(&mut source, shutdown).await;
-    lag_stop.cancel();
     let result = match result {
         Ok(()) => pump.drain(&mut source, config.shutdown_timeout).await,
         Err(e) => Err(e),
@@ -299,26 +325,39 @@ async fn start_stream(
     }
 }
 
-async fn poll_lag(
-    sql: tokio_postgres::Client,
-    slot: String,
-    confirmed: Arc<AtomicU64>,
-    stop: CancellationToken,
-) {
+/// Keeps the lag gauges true for as long as cdc runs, across sessions: while Kafka or the stream is
+/// down nothing is confirmed, so the WAL the slot retains and the age of the oldest unconfirmed
+/// transaction keep growing, and the gauges with them. Reads the slot's own `confirmed_flush_lsn`
+/// through a connection of its own, reconnecting when it drops.
+async fn poll_lag(config: Config, pending_since: Arc<AtomicU64>, stop: CancellationToken) {
+    let target = config.source_url.target();
+    let mut sql: Option<tokio_postgres::Client> = None;
     let mut tick = tokio::time::interval(LAG_POLL_INTERVAL);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match slot::wal_positions(&sql, &slot).await {
-            Ok((current, restart)) => {
-                let confirmed = confirmed.load(Ordering::Relaxed);
-                metrics::gauge!(m::REPLICATION_LAG_BYTES)
-                    .set(current.0.saturating_sub(confirmed) as f64);
-                if let Some(restart) = restart {
+        let pending = f64::from_bits(pending_since.load(Ordering::Relaxed));
+        if pending > 0.0 {
+            metrics::gauge!(m::REPLICATION_LAG_SECONDS).set((unix_now() - pending).max(0.0));
+        }
+        if sql.as_ref().is_none_or(|c| c.is_closed()) {
+            let pg = config.source_url.pg_config();
+            sql = slot::connect_sql(pg, &target, CONNECT_TIMEOUT).await.ok();
+        }
+        let Some(client) = sql.as_ref() else {
+            continue;
+        };
+        match slot::wal_positions(client, &config.slot).await {
+            Ok(p) => {
+                if let Some(confirmed) = p.confirmed {
+                    metrics::gauge!(m::REPLICATION_LAG_BYTES)
+                        .set(p.current.0.saturating_sub(confirmed.0) as f64);
+                }
+                if let Some(restart) = p.restart {
                     metrics::gauge!(m::SLOT_RETAINED_WAL_BYTES)
-                        .set(current.0.saturating_sub(restart.0) as f64);
+                        .set(p.current.0.saturating_sub(restart.0) as f64);
                 }
             }
             Err(error) => {

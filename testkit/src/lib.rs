@@ -425,3 +425,58 @@ impl Drop for TcpProxy {
         self.stop();
     }
 }
+
+/// A tansu broker of one test's own, on a free port, in memory (`bin`: the services env's
+/// `TANSU_BIN`): pausing it disturbs no other test. Killed when dropped.
+pub struct Broker {
+    child: Child,
+    pub port: u16,
+}
+
+impl Broker {
+    pub fn start(bin: &str) -> Broker {
+        assert!(
+            !bin.is_empty() && std::path::Path::new(bin).exists(),
+            "TANSU_BIN ({bin:?}) is not the tansu binary: run scripts/services.sh up"
+        );
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("chaos-tansu-{port}.log"));
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{port}"),
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{port}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start tansu: {e}"));
+        wait_for(
+            Duration::from_secs(30),
+            "the test's tansu to listen",
+            || TcpStream::connect(("127.0.0.1", port)).ok(),
+        );
+        Broker { child, port }
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`) to the broker process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} tansu failed");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

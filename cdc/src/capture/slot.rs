@@ -211,10 +211,19 @@ pub async fn active_pid(client: &Client, slot: &str) -> Option<i32> {
 }
 
 /// `pg_current_wal_lsn()` and the WAL the slot retains, for the lag metrics.
-pub async fn wal_positions(client: &Client, slot: &str) -> Result<(Lsn, Option<Lsn>), CdcError> {
+/// The server's WAL positions as the lag gauges need them: its current WAL position, and the slot's
+/// `confirmed_flush_lsn` and `restart_lsn` (None when the slot does not exist).
+pub struct WalPositions {
+    pub current: Lsn,
+    pub confirmed: Option<Lsn>,
+    pub restart: Option<Lsn>,
+}
+
+pub async fn wal_positions(client: &Client, slot: &str) -> Result<WalPositions, CdcError> {
     let row = client
         .query_one(
             "SELECT pg_current_wal_lsn()::text, \
+                    (SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1), \
                     (SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = $1)",
             &[&slot],
         )
@@ -224,11 +233,16 @@ pub async fn wal_positions(client: &Client, slot: &str) -> Result<(Lsn, Option<L
             source,
         })?;
     let current: String = row.get(0);
-    let restart: Option<String> = row.get(1);
+    let confirmed: Option<String> = row.get(1);
+    let restart: Option<String> = row.get(2);
     let current = current
         .parse()
         .map_err(|_| CdcError::Protocol(format!("unreadable pg_current_wal_lsn {current:?}")))?;
-    Ok((current, restart.and_then(|r| r.parse().ok())))
+    Ok(WalPositions {
+        current,
+        confirmed: confirmed.and_then(|c| c.parse().ok()),
+        restart: restart.and_then(|r| r.parse().ok()),
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod capture;
 mod crash;
 mod failures;
+mod lag;
 mod setup;
 mod slot_lost;
 mod suggest;

@@ -3,8 +3,7 @@
 //! and restarted. In the end every replica (PostgreSQL, MariaDB, SQLite) equals the source, row for
 //! row. A private broker, so pausing it does not disturb the tests running beside this one.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -17,59 +16,6 @@ const TABLES: [&str; 4] = [
 ];
 const PAUSES: usize = 20;
 const MESSAGE_TIMEOUT: Duration = Duration::from_millis(1500);
-
-/// tansu on a free port, in memory; killed when dropped.
-struct Broker {
-    child: Child,
-    port: u16,
-}
-
-impl Broker {
-    fn start(bin: &str) -> Broker {
-        assert!(
-            !bin.is_empty() && std::path::Path::new(bin).exists(),
-            "TANSU_BIN ({bin:?}) is not the tansu binary: run scripts/services.sh up"
-        );
-        let port = testkit::free_port();
-        let log = std::env::temp_dir().join(format!("chaos-tansu-{port}.log"));
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &format!("tcp://127.0.0.1:{port}"),
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{port}"),
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start tansu: {e}"));
-        wait_for(
-            Duration::from_secs(30),
-            "the test's tansu to listen",
-            || TcpStream::connect(("127.0.0.1", port)).ok(),
-        );
-        Broker { child, port }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal} tansu failed");
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A small deterministic generator, so a failing run can be told by its seed.
 struct Lcg(u64);
@@ -93,7 +39,7 @@ fn pgbench(s: &Services, url: &str, args: &[&str]) -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_equal_the_source_through_broker_pauses_and_kills() {
     let mut s = services();
-    let broker = Broker::start(&s.tansu_bin);
+    let broker = testkit::Broker::start(&s.tansu_bin);
     s.kafka = format!("127.0.0.1:{}", broker.port);
     let name = unique("chaos");
     let source_url = testkit::create_pg_db(&s.source_url, &name).await;
