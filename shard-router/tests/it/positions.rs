@@ -244,3 +244,68 @@ async fn a_position_beyond_the_end_of_the_topic_stops_the_partition_with_a_gap()
     drop(router);
     p.stop().await;
 }
+
+/// A `_cascade_position` written by a router from before `kafka_offset`: connecting adds the column
+/// (-1, unknown, in the existing row), twice without error, and the position reads back unchanged.
+async fn an_older_position_table_gains_the_offset_column(engine: Engine) {
+    use shard_router::replica::{AnyReplica, Replica};
+
+    let s = services();
+    let name = unique("oldpos");
+    let target = Target::create(&s, engine, &name).await;
+    let old_table = "CREATE TABLE _cascade_position (topic VARCHAR(249) NOT NULL, \
+        kafka_partition INT NOT NULL, commit_lsn BIGINT NOT NULL, partial_lsn BIGINT NOT NULL, \
+        partial_rows BIGINT NOT NULL, PRIMARY KEY (topic, kafka_partition))";
+    let old_row = "INSERT INTO _cascade_position VALUES ('cascade.main', 2, 77, 0, 0)";
+    match engine {
+        Engine::Sqlite => {
+            let mut c = sqlx::sqlite::SqliteConnectOptions::from_str(&target.url)
+                .unwrap()
+                .create_if_missing(true)
+                .connect()
+                .await
+                .expect("open the replica");
+            sqlx::raw_sql(old_table).execute(&mut c).await.unwrap();
+            sqlx::raw_sql(old_row).execute(&mut c).await.unwrap();
+        }
+        Engine::MySql => {
+            let mut c = sqlx::mysql::MySqlConnectOptions::from_str(&target.url)
+                .unwrap()
+                .connect()
+                .await
+                .expect("open the replica");
+            sqlx::raw_sql(old_table).execute(&mut c).await.unwrap();
+            sqlx::raw_sql(old_row).execute(&mut c).await.unwrap();
+        }
+        Engine::Postgres => {
+            let c = connect(&target.url).await;
+            c.batch_execute(&format!("{old_table}; {old_row}"))
+                .await
+                .unwrap();
+        }
+    }
+    let url = target.url.parse().expect("replica url");
+    for _ in 0..2 {
+        let replica = AnyReplica::connect(&url, 1)
+            .await
+            .unwrap_or_else(|e| panic!("{engine:?}: {}", shared::service::error_chain(&e)));
+        let p = replica.position("cascade.main", 2).await.expect("position");
+        assert_eq!(p.commit_lsn.0, 77, "{engine:?}");
+        assert_eq!(p.kafka_offset, None, "{engine:?}: -1 reads as unknown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_position_table_gains_the_offset_column_on_mysql() {
+    an_older_position_table_gains_the_offset_column(Engine::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_position_table_gains_the_offset_column_on_sqlite() {
+    an_older_position_table_gains_the_offset_column(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_position_table_gains_the_offset_column_on_postgres() {
+    an_older_position_table_gains_the_offset_column(Engine::Postgres).await;
+}
