@@ -175,7 +175,9 @@ fn create_consumer(
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.commit.interval.ms", "1000")
-        .set("auto.offset.reset", "earliest")
+        // Never jump elsewhere on its own: a task starts where the replica's position says
+        // (`resume`), and an offset that is gone stops the partition with a gap.
+        .set("auto.offset.reset", "error")
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "2000")

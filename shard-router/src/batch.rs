@@ -10,6 +10,10 @@
 //!   contains a truncate, its rows are applied in several replica transactions; these say how many of
 //!   its rows (in this partition's order) are applied, so a replay skips exactly those. cdc re-sends a
 //!   transaction with the same rows in the same order, which is what makes the count meaningful.
+//! - `kafka_offset`: the offset of the `C` of the last complete frame the position covers (applied or
+//!   skipped). A partition task starts reading right after it ([`crate::resume`]), whatever the
+//!   consumer group's committed offset says; an open frame partly applied starts after it, so its `B`
+//!   is read again.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,16 @@ pub struct AppliedPosition {
     pub commit_lsn: Lsn,
     pub partial_lsn: Lsn,
     pub partial_rows: u64,
+    /// The offset of the last message the position covers (the `C` of the last complete frame);
+    /// `None` when unknown (nothing applied yet, or a position written before offsets were kept).
+    pub kafka_offset: Option<i64>,
+}
+
+impl AppliedPosition {
+    /// Nothing recorded: a replica that never applied anything of this partition.
+    pub fn is_empty(&self) -> bool {
+        *self == AppliedPosition::default()
+    }
 }
 
 /// A row change with its Kafka offset.
@@ -82,7 +96,10 @@ impl Flush {
         ends.shrink_to_fit();
         Some(Flush {
             rows,
-            position: after_commit(end.commit_lsn, applied),
+            position: AppliedPosition {
+                kafka_offset: Some(end.next_offset - 1),
+                ..after_commit(end.commit_lsn, applied)
+            },
             store_offset: Some(end.next_offset),
             frames: ends.len(),
             frame_ends: ends,
@@ -91,7 +108,7 @@ impl Flush {
 }
 
 /// The position once every frame up to `commit_lsn` is applied: a partly applied transaction after
-/// it keeps its count of applied rows.
+/// it keeps its count of applied rows. The Kafka offset stays the caller's to set.
 fn after_commit(commit_lsn: Lsn, applied: AppliedPosition) -> AppliedPosition {
     if applied.partial_lsn > commit_lsn {
         AppliedPosition {
@@ -101,6 +118,7 @@ fn after_commit(commit_lsn: Lsn, applied: AppliedPosition) -> AppliedPosition {
     } else {
         AppliedPosition {
             commit_lsn,
+            kafka_offset: applied.kafka_offset,
             ..Default::default()
         }
     }
@@ -133,6 +151,8 @@ pub struct FramingError(pub String);
 #[derive(Debug)]
 struct Frame {
     lsn: Lsn,
+    /// The offset of its `B`.
+    begin_offset: i64,
     /// Rows of this frame seen so far, applied or skipped.
     seen: u64,
     /// Rows at the start of the frame that the replica already holds.
@@ -223,6 +243,7 @@ impl Batch {
                 };
                 self.current = Some(Frame {
                     lsn,
+                    begin_offset: offset,
                     seen: 0,
                     skip,
                     skip_all,
@@ -363,12 +384,17 @@ impl Batch {
         let rows: Vec<Row> = self.rows.drain(..take).collect();
         self.bytes = self.rows.iter().map(|r| change_bytes(&r.change)).sum();
         let mut position = after_commit(self.last_lsn(), self.applied);
+        if let Some((_, next)) = self.last_complete {
+            position.kafka_offset = Some(next - 1);
+        }
         if let Some(frame) = self.current.as_mut() {
             frame.partly_applied |= take > frame.start;
             frame.start = frame.start.saturating_sub(take);
             if partial {
                 position.partial_lsn = frame.lsn;
                 position.partial_rows = frame.seen;
+                // A restart reads the frame again from its `B`.
+                position.kafka_offset = Some(frame.begin_offset - 1);
             }
         }
         let flush = Flush {
@@ -632,7 +658,8 @@ mod tests {
             AppliedPosition {
                 commit_lsn: Lsn(0),
                 partial_lsn: Lsn(50),
-                partial_rows: 3
+                partial_rows: 3,
+                kafka_offset: Some(-1), // its `B` is the partition's first message
             }
         );
         // Crash here; the router restarts from the replica's position and reads the frame again.
@@ -669,6 +696,7 @@ mod tests {
                 commit_lsn: Lsn(0),
                 partial_lsn: Lsn(70),
                 partial_rows: 2,
+                kafka_offset: None,
             },
             100,
         );
@@ -717,6 +745,38 @@ mod tests {
     }
 
     #[test]
+    fn the_position_covers_the_offset_of_the_last_complete_frames_commit() {
+        let mut f = Feed::new(AppliedPosition::default(), 3);
+        f.frame(10, 1); // offsets 0..=2
+        let flush = f.batch.take_flush(false);
+        assert_eq!(flush.position.kafka_offset, Some(2));
+        f.batch.flushed(flush.position);
+        // A transaction larger than a batch: its chunks record the offset before its `B`, so a
+        // restart reads the frame from its start and skips the rows the count says are applied.
+        f.push(Action::Begin, 15); // 3: cut by a new begin
+        f.push(Action::Begin, 20); // 4
+        f.push(Action::Insert, 20);
+        f.push(Action::Insert, 20);
+        assert_eq!(f.push(Action::Insert, 20), Next::Flush);
+        let chunk = f.batch.take_flush(true);
+        assert_eq!(chunk.position.partial_rows, 3);
+        assert_eq!(chunk.position.kafka_offset, Some(3));
+        f.batch.flushed(chunk.position);
+        f.push(Action::Commit, 20); // 8
+        assert_eq!(f.batch.take_flush(false).position.kafka_offset, Some(8));
+        // Skipped copies move it too.
+        let mut g = Feed::new(
+            AppliedPosition {
+                commit_lsn: Lsn(20),
+                ..Default::default()
+            },
+            100,
+        );
+        g.frame(20, 1);
+        assert_eq!(g.batch.take_flush(false).position.kafka_offset, Some(2));
+    }
+
+    #[test]
     fn a_copy_resent_within_the_same_batch_is_skipped() {
         let mut f = Feed::new(AppliedPosition::default(), 100);
         f.frame(10, 2);
@@ -736,11 +796,19 @@ mod tests {
             commit_lsn: Lsn(10),
             partial_lsn: Lsn(50),
             partial_rows: 3,
+            kafka_offset: None,
         };
         let mut f = Feed::new(applied, 100);
         f.frame(10, 2); // a re-sent copy, skipped; its commit arms the deadline
         let flush = f.batch.take_flush(false);
-        assert_eq!(flush.position, applied, "the partial count must be kept");
+        assert_eq!(
+            flush.position,
+            AppliedPosition {
+                kafka_offset: Some(3),
+                ..applied
+            },
+            "the partial count must be kept"
+        );
         f.batch.flushed(flush.position);
         f.frame(50, 5);
         let flush = f.batch.take_flush(false);

@@ -6,8 +6,10 @@
 //! a task finishes the replica transaction it is running (its position and offset are then durable)
 //! and drops what it buffered but had not applied, which the next owner reads again from the last
 //! stored offset. Only then does the callback return and the partition leave this member, so two
-//! members never write the same partition's rows at once. On assign, the callback splits each
-//! partition into its own queue before any message is fetched, and a task is started for it.
+//! members never write the same partition's rows at once. On assign, the callback assigns each
+//! partition paused, at its beginning (never at the group's committed offset: the replica's position
+//! decides where a task starts, see [`crate::resume`]), splits it into its own queue before any
+//! message is fetched, and a task is started for it; the task seeks and resumes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,9 +18,12 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::consumer::{
+    BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use shared::health::Readiness;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +71,62 @@ impl ClientContext for RouterContext {
 }
 
 impl ConsumerContext for RouterContext {
+    /// rdkafka's default rebalance, except that assigned partitions start paused at their beginning.
+    ///
+    /// Why not the group's committed offset: it says how far *some* replica transaction got, not
+    /// what this replica holds now (it may have been restored from a backup), and with
+    /// `auto.offset.reset=error` a missing or out-of-range one would leave the partition in a state
+    /// that no seek can leave. The beginning is always a valid start; the partition task then seeks
+    /// to where the replica's position says and resumes, so nothing is fetched from the beginning.
+    fn rebalance(
+        &self,
+        base_consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            base_consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                for p in partitions_of(tpl, &self.topic) {
+                    let _ = tpl.set_partition_offset(&self.topic, p, Offset::Beginning);
+                }
+                let assigned = if cooperative {
+                    base_consumer.incremental_assign(tpl)
+                } else {
+                    base_consumer.assign(tpl)
+                };
+                if let Err(error) = assigned {
+                    metrics::counter!(m::ERRORS, "kind" => "kafka").increment(1);
+                    tracing::error!(error = %error, "cannot take the assigned partitions");
+                    return;
+                }
+                if let Err(error) = base_consumer.pause(tpl) {
+                    tracing::warn!(error = %error, "cannot pause the assigned partitions");
+                }
+                self.post_rebalance(base_consumer, &Rebalance::Assign(tpl));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(base_consumer, &Rebalance::Revoke(tpl));
+                let _ = if cooperative {
+                    base_consumer.incremental_unassign(tpl)
+                } else {
+                    base_consumer.unassign()
+                };
+                self.post_rebalance(base_consumer, &Rebalance::Revoke(tpl));
+            }
+            other => {
+                let error = KafkaError::Rebalance(RDKafkaErrorCode::from(other));
+                if !cooperative {
+                    let _ = base_consumer.unassign();
+                }
+                self.post_rebalance(base_consumer, &Rebalance::Error(error));
+            }
+        }
+    }
+
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else {
             return;

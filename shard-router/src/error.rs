@@ -74,6 +74,15 @@ pub enum RouterError {
     /// The partition's messages break the framing rules of docs/event-format.md.
     #[error("the stream at {at} breaks the event framing: {reason}")]
     Framing { at: Position, reason: String },
+    /// The partition cannot continue from where the replica left off (see [`crate::resume`]).
+    #[error(
+        "cannot continue topic {topic} partition {partition} where the replica left off: {gap}"
+    )]
+    Gap {
+        topic: String,
+        partition: i32,
+        gap: crate::resume::Gap,
+    },
 }
 
 /// A replica's error message without the row values some messages quote: MySQL's
@@ -132,6 +141,7 @@ impl RouterError {
             | RouterError::Framing { .. }
             | RouterError::Undecodable { .. }
             | RouterError::Fenced { .. }
+            | RouterError::Gap { .. }
             | RouterError::Service(_)
             | RouterError::Catalog(_) => false,
         }
@@ -148,6 +158,7 @@ impl RouterError {
             RouterError::Event { .. } => "event",
             RouterError::Framing { .. } | RouterError::Undecodable { .. } => "framing",
             RouterError::Fenced { .. } => "fenced",
+            RouterError::Gap { .. } => "gap",
         }
     }
 }

@@ -4,7 +4,8 @@
 //! partition; each task frames source transactions with [`batch`], and [`apply`] turns a batch into
 //! DDL ([`catalog`]), statements ([`plan`], [`sql`], [`types`]) and one replica transaction
 //! ([`replica`]) that also records the partition's position. The Kafka offset is stored only after
-//! that transaction committed.
+//! that transaction committed. A task starts reading where the replica's position says ([`resume`]),
+//! not where the consumer group's offset says.
 
 pub mod app;
 pub mod apply;
@@ -20,6 +21,7 @@ pub mod partition;
 pub mod pgarray;
 pub mod plan;
 pub mod replica;
+pub mod resume;
 pub mod retry;
 pub mod sql;
 pub mod stream;

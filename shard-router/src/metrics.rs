@@ -55,7 +55,7 @@ pub fn describe() {
     describe_gauge!(PARTITIONS_ASSIGNED, "Partitions this router consumes now");
     describe_gauge!(
         PARTITIONS_STOPPED,
-        "Partitions stopped at an event that cannot be applied (see the log)"
+        "Partitions stopped at an event that cannot be applied, or at a gap in the topic (see the log)"
     );
     describe_counter!(
         REBALANCES,

@@ -1,4 +1,5 @@
-//! One task per assigned partition: read in order, batch, apply, store the offset.
+//! One task per assigned partition: find where the replica left off, read in order, batch, apply,
+//! store the offset.
 //!
 //! Loop priority (`biased`): revocation/shutdown first, then the batch deadline, then the next
 //! message. Applying happens inline, so while the replica is slow or down the task reads nothing more
@@ -20,6 +21,7 @@ use crate::consume::Health;
 use crate::error::{Position, RouterError};
 use crate::metrics as m;
 use crate::replica::{AnyReplica, Replica};
+use crate::resume::{self, Basis, Gap};
 use crate::retry::{Retry, Stop};
 use crate::stream::{Inbound, PartitionStream};
 use crate::trace::{self, FrameSpans};
@@ -141,13 +143,12 @@ impl<R: Replica> Task<R> {
             Ok(p) => p,
             Err(stop) => return stop,
         };
-        tracing::info!(
-            partition = self.partition,
-            commit_lsn = %applied.commit_lsn,
-            "partition task started"
-        );
         self.durable = applied;
-        // A partition paused by an earlier stop stays paused when it comes back to this member.
+        let mut next = match self.start(stream, &applied).await {
+            Ok(offset) => offset,
+            Err(stop) => return stop,
+        };
+        // Assigned paused (see `consume`): fetching starts at the offset just sought.
         stream.resume();
         let mut batch = Batch::new(
             applied,
@@ -173,6 +174,11 @@ impl<R: Replica> Task<R> {
                     continue;
                 }
                 Wake::Message(Ok(read)) => read,
+                Wake::Message(Err(error)) if out_of_range(&error) => {
+                    // librdkafka found `next` gone (auto.offset.reset=error): deleted while this
+                    // task was not reading, or the topic was recreated under it.
+                    return self.gap(stream, next, Basis::Reading).await;
+                }
                 Wake::Message(Err(error)) => {
                     metrics::counter!(m::ERRORS, "kind" => "kafka").increment(1);
                     tracing::warn!(partition = self.partition, error = %error, "kafka consume error");
@@ -184,6 +190,7 @@ impl<R: Replica> Task<R> {
                 decoded,
                 traceparent,
             } = message;
+            next = offset + 1;
             let change: Change = match decoded {
                 Ok(c) => c,
                 Err(source) => {
@@ -281,6 +288,103 @@ impl<R: Replica> Task<R> {
         Ok(())
     }
 
+    /// Finds where to start reading ([`resume::start`]) and seeks there: after the replica's own
+    /// position, whatever the consumer group committed.
+    async fn start<S: PartitionStream>(
+        &self,
+        stream: &S,
+        applied: &AppliedPosition,
+    ) -> Result<i64, Stop> {
+        let bounds = self.bounds(stream).await?;
+        let committed = if applied.kafka_offset.is_none() && !applied.is_empty() {
+            self.retry
+                .run("reading the group's committed offset", || async {
+                    stream
+                        .committed()
+                        .await
+                        .map_err(|source| RouterError::Kafka {
+                            context: "reading the group's committed offset".into(),
+                            source,
+                        })
+                })
+                .await?
+        } else {
+            None
+        };
+        let start = resume::start(applied, committed, bounds).map_err(|gap| self.gap_error(gap))?;
+        match start.basis {
+            Basis::Group => tracing::warn!(
+                partition = self.partition,
+                offset = start.offset,
+                "the replica's position records no Kafka offset (written by an older router): \
+                 continuing from the consumer group's committed offset, which cannot prove the \
+                 replica holds everything before it; the next replica transaction records the offset"
+            ),
+            Basis::Beginning if start.offset > 0 => tracing::warn!(
+                partition = self.partition,
+                first_offset = start.offset,
+                "the replica holds nothing of this partition and Kafka no longer has its first \
+                 messages: the replica gets only what follows; load it from a copy of the source \
+                 (or a snapshot) to have the rest"
+            ),
+            _ => {}
+        }
+        tracing::info!(
+            partition = self.partition,
+            commit_lsn = %applied.commit_lsn,
+            offset = start.offset,
+            from = %start.basis,
+            first_offset = bounds.low,
+            end_offset = bounds.high,
+            group_offset = ?committed,
+            "partition task started"
+        );
+        self.retry
+            .run("seeking to the start offset", || async {
+                stream
+                    .seek(start.offset)
+                    .await
+                    .map_err(|source| RouterError::Kafka {
+                        context: format!("seeking to offset {}", start.offset),
+                        source,
+                    })
+            })
+            .await?;
+        Ok(start.offset)
+    }
+
+    /// The partition's first available and next offsets, retried while Kafka does not answer.
+    async fn bounds<S: PartitionStream>(&self, stream: &S) -> Result<resume::Bounds, Stop> {
+        self.retry
+            .run("reading the partition's offsets", || async {
+                stream.bounds().await.map_err(|source| RouterError::Kafka {
+                    context: "reading the partition's first and last offsets".into(),
+                    source,
+                })
+            })
+            .await
+    }
+
+    /// The partition cannot continue at `next`.
+    async fn gap<S: PartitionStream>(&self, stream: &S, next: i64, basis: Basis) -> Stop {
+        match self.bounds(stream).await {
+            Ok(bounds) => Stop::Failed(self.gap_error(Gap {
+                next,
+                basis,
+                bounds,
+            })),
+            Err(stop) => stop,
+        }
+    }
+
+    fn gap_error(&self, gap: Gap) -> RouterError {
+        RouterError::Gap {
+            topic: self.topic().to_owned(),
+            partition: self.partition,
+            gap,
+        }
+    }
+
     /// Records a committed flush and stores its offset.
     fn committed<S: PartitionStream>(&mut self, stream: &S, batch: &mut Batch, flush: &Flush) {
         batch.flushed(flush.position);
@@ -343,6 +447,15 @@ impl<R: Replica> Task<R> {
         self.retry.cancel.cancelled().await;
         self.ctx.health.stopped(false);
     }
+}
+
+/// A consume error saying the offset being read is not in the partition (any more).
+fn out_of_range(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(Code::AutoOffsetReset | Code::OffsetOutOfRange)
+    )
 }
 
 #[cfg(test)]

@@ -59,11 +59,15 @@ impl Retry {
                         self.health.failing(true);
                     }
                     let delay = backoff.next_delay();
+                    let waiting = match error {
+                        RouterError::Kafka { .. } => "Kafka",
+                        _ => "the replica",
+                    };
                     tracing::warn!(
                         partition = self.partition,
                         error = shared::service::error_chain(&error),
                         retry_in = ?delay,
-                        "{what} failed; waiting for the replica"
+                        "{what} failed; waiting for {waiting}"
                     );
                     if let Err(stop) = self.sleep(delay).await {
                         break Err(stop);

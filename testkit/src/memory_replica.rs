@@ -68,6 +68,8 @@ pub struct Txn<'a> {
     /// The position the writer last wrote; the transaction runs only if it is still stored.
     pub before: Stored,
     pub after: Stored,
+    /// The Kafka offset recorded with `after` (-1: unknown); not part of the fence.
+    pub kafka_offset: i64,
     /// A barrier this partition reached: its key and LSN.
     pub arrival: Option<(&'a str, i64)>,
     pub ops: Vec<Op>,
@@ -112,6 +114,7 @@ struct Table {
 struct State {
     tables: BTreeMap<String, Table>,
     positions: BTreeMap<(String, i32), Stored>,
+    kafka_offsets: BTreeMap<(String, i32), i64>,
     /// (topic, key, lsn) → partitions that arrived; `-1` once the action ran.
     barriers: BTreeMap<(String, String, i64), BTreeSet<i32>>,
     refused: BTreeSet<(String, String, String)>,
@@ -127,6 +130,15 @@ struct Inner {
     open: watch::Sender<bool>,
     /// Transactions waiting at the gate.
     waiting: watch::Sender<usize>,
+}
+
+/// A copy of a [`MemoryReplica`]'s contents ([`MemoryReplica::backup`]).
+#[derive(Debug, Clone)]
+pub struct Backup {
+    tables: BTreeMap<String, Table>,
+    positions: BTreeMap<(String, i32), Stored>,
+    kafka_offsets: BTreeMap<(String, i32), i64>,
+    barriers: BTreeMap<(String, String, i64), BTreeSet<i32>>,
 }
 
 /// The database. Cloning shares it (several partition tasks, or a restarted router, use one replica).
@@ -209,6 +221,7 @@ impl MemoryReplica {
         }
         let tables = s.run(&txn.ops)?;
         s.tables = tables;
+        s.kafka_offsets.insert(key.clone(), txn.kafka_offset);
         s.positions.insert(key, txn.after);
         if let Some((barrier, lsn)) = txn.arrival {
             s.barriers
@@ -235,6 +248,42 @@ impl MemoryReplica {
             .get(&(topic.to_owned(), partition))
             .copied()
             .unwrap_or((0, 0, 0))
+    }
+
+    /// The Kafka offset stored with a partition's position (-1 if none or unknown).
+    pub fn kafka_offset(&self, topic: &str, partition: i32) -> i64 {
+        self.state()
+            .kafka_offsets
+            .get(&(topic.to_owned(), partition))
+            .copied()
+            .unwrap_or(-1)
+    }
+
+    /// Overwrites a partition's stored Kafka offset, as a position copied from elsewhere would.
+    pub fn set_kafka_offset(&self, topic: &str, partition: i32, offset: i64) {
+        self.state()
+            .kafka_offsets
+            .insert((topic.to_owned(), partition), offset);
+    }
+
+    /// A copy of the data and bookkeeping, as a backup of the database would hold them.
+    pub fn backup(&self) -> Backup {
+        let s = self.state();
+        Backup {
+            tables: s.tables.clone(),
+            positions: s.positions.clone(),
+            kafka_offsets: s.kafka_offsets.clone(),
+            barriers: s.barriers.clone(),
+        }
+    }
+
+    /// Puts a backup back in place of the current data and bookkeeping.
+    pub fn restore(&self, backup: &Backup) {
+        let mut s = self.state();
+        s.tables = backup.tables.clone();
+        s.positions = backup.positions.clone();
+        s.kafka_offsets = backup.kafka_offsets.clone();
+        s.barriers = backup.barriers.clone();
     }
 
     /// How many partitions reached a barrier, and whether its action ran.
@@ -387,6 +436,7 @@ mod tests {
             partition: 0,
             before,
             after,
+            kafka_offset: -1,
             arrival: None,
             ops,
         }

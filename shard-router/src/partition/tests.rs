@@ -4,7 +4,7 @@
 
 mod fakes;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use super::{run, PartitionCtx};
 use crate::apply::Applier;
 use crate::consume::Health;
 use crate::error::RouterError;
+use crate::resume::{Basis, Bounds, Gap};
 use fakes::{Fake, MemoryStream, GROUP};
 
 const TOPIC: &str = "cascade.main";
@@ -114,9 +115,12 @@ struct Task {
     cancel: CancellationToken,
     handle: JoinHandle<Result<(), RouterError>>,
     paused: Arc<AtomicBool>,
+    /// The partition's first available offset (retention moves it).
+    first: Arc<AtomicI64>,
 }
 
-/// Starts a partition task reading from `from`.
+/// Starts a partition task on a stream positioned at `from` (where the consumer group's offset would
+/// put it); the task seeks to where the replica's position says before it reads.
 fn start(
     ctx: &PartitionCtx<Fake>,
     source: &Source,
@@ -126,11 +130,13 @@ fn start(
 ) -> Task {
     let cancel = CancellationToken::new();
     let paused = Arc::new(AtomicBool::new(false));
+    let first = Arc::new(AtomicI64::new(0));
     let stream = MemoryStream {
         log: source.log.clone(),
         topic: TOPIC.to_owned(),
         partition,
-        next: from,
+        next: AtomicI64::new(from),
+        first: Arc::clone(&first),
         partitions,
         paused: Arc::clone(&paused),
     };
@@ -139,6 +145,7 @@ fn start(
         cancel,
         handle,
         paused,
+        first,
     }
 }
 
@@ -195,8 +202,8 @@ async fn a_crash_mid_transaction_and_a_restart_from_an_older_offset_end_with_the
     source.boundary(0, "C", 0x20);
     source.txn(0, 0x30, &[event(8)]);
 
-    // The restarted router reads from an older offset than the one committed: the replica's
-    // position decides what is skipped.
+    // The restarted router reads from the replica's position (mid-transaction: from 0x20's `B`); the
+    // recorded row count decides what is skipped.
     let second = start(&ctx(&replica, 2), &source, 0, 0, 1);
     until("0x30", || commit_lsn(&replica, 0) == 0x30).await;
     second.stop().await.unwrap();
@@ -205,8 +212,12 @@ async fn a_crash_mid_transaction_and_a_restart_from_an_older_offset_end_with_the
     assert_eq!(replica.position(TOPIC, 0), (0x30, 0, 0));
     assert_eq!(committed(&source, 0), source.end(0));
 
-    // Once more from the start, with lost connections: nothing changes, nothing is rewritten.
+    // Once more from the start (a position written by a router from before Kafka offsets were
+    // recorded, and a group offset at 0), with lost connections: nothing changes, nothing is
+    // rewritten.
     let commits = replica.commits();
+    replica.set_kafka_offset(TOPIC, 0, -1);
+    source.log.commit(GROUP, TOPIC, 0, 0);
     replica.fail_next(Fault::BeforeCommit);
     let third = start(&ctx(&replica, 2), &source, 0, 0, 1);
     until("the whole partition read again", || {
@@ -216,7 +227,9 @@ async fn a_crash_mid_transaction_and_a_restart_from_an_older_offset_end_with_the
     tokio::time::sleep(Duration::from_millis(30)).await;
     third.stop().await.unwrap();
     assert_eq!(replica.rows("public.events"), events);
-    assert_eq!(replica.commits(), commits);
+    // No row is written again; only the position, to record the Kafka offset once more.
+    assert!(replica.commits() > commits);
+    assert_eq!(replica.kafka_offset(TOPIC, 0), source.end(0) - 1);
 
     // A commit whose answer is lost is found applied on retry, not applied twice.
     source.txn(0, 0x40, &[event(9)]);
@@ -341,4 +354,151 @@ async fn a_truncate_waits_for_every_partition_and_empties_the_table_once() {
     assert_eq!(replica.rows("public.t"), [row(3, "c")]);
     assert_eq!(replica.barrier_actions(), 1);
     assert_eq!(replica.barrier_state(TOPIC, "public.t", 0x18), (2, true));
+}
+
+#[tokio::test]
+async fn a_replica_restored_from_a_backup_gets_back_what_it_lost_whatever_the_group_committed() {
+    let source = Source::new();
+    source.txn(0, 0x10, &[upsert(1, "a")]);
+    source.txn(0, 0x20, &[upsert(2, "b"), event(1)]);
+    let replica = MemoryReplica::new();
+    let ctx = ctx(&replica, 100);
+    let task = start(&ctx, &source, 0, 0, 1);
+    until("0x20", || commit_lsn(&replica, 0) == 0x20).await;
+    task.stop().await.unwrap();
+    let backup = replica.backup();
+    assert_eq!(replica.kafka_offset(TOPIC, 0), 6, "the offset of 0x20's C");
+
+    source.txn(0, 0x30, &[upsert(3, "c"), delete(1)]);
+    source.txn(0, 0x40, &[event(2)]);
+    let task = start(&ctx, &source, 0, committed(&source, 0), 1);
+    until("0x40", || commit_lsn(&replica, 0) == 0x40).await;
+    task.stop().await.unwrap();
+    let expected = (replica.rows("public.t"), replica.rows("public.events"));
+    assert_eq!(committed(&source, 0), source.end(0));
+
+    // The replica goes back to the backup; the group's committed offset stays at the end.
+    replica.restore(&backup);
+    let task = start(&ctx, &source, 0, committed(&source, 0), 1);
+    until("0x40 again", || commit_lsn(&replica, 0) == 0x40).await;
+    task.stop().await.unwrap();
+    assert_eq!(
+        (replica.rows("public.t"), replica.rows("public.events")),
+        expected
+    );
+    assert_eq!(replica.rows("public.t"), [row(2, "b"), row(3, "c")]);
+}
+
+/// Waits until the task stopped its partition, and returns the error it stopped at.
+async fn stopped_at(ctx: &PartitionCtx<Fake>, task: Task) -> RouterError {
+    let paused = Arc::clone(&task.paused);
+    until("the partition to stop", || paused.load(Ordering::Relaxed)).await;
+    assert!(
+        !ctx.health.ready.get(),
+        "/readyz must fail while a partition is stopped"
+    );
+    task.stop().await.unwrap_err()
+}
+
+#[tokio::test]
+async fn a_position_beyond_the_end_of_the_partition_stops_it_with_a_gap() {
+    let source = Source::new();
+    source.txn(0, 0x10, &[upsert(1, "a")]);
+    let replica = MemoryReplica::new();
+    let ctx = ctx(&replica, 100);
+    ctx.health.set_running(true);
+    let task = start(&ctx, &source, 0, 0, 1);
+    until("0x10", || commit_lsn(&replica, 0) == 0x10).await;
+    task.stop().await.unwrap();
+    assert!(ctx.health.ready.get());
+
+    // The topic was recreated (or the position came from elsewhere): it holds fewer messages than
+    // the replica's position says it applied.
+    replica.set_kafka_offset(TOPIC, 0, 999);
+    let error = stopped_at(&ctx, start(&ctx, &source, 0, 0, 1)).await;
+    assert_eq!(error.kind(), "gap");
+    assert!(!error.is_retryable());
+    let RouterError::Gap { gap, partition, .. } = &error else {
+        panic!("not a gap: {error}");
+    };
+    assert_eq!(*partition, 0);
+    assert_eq!(
+        *gap,
+        Gap {
+            next: 1000,
+            basis: Basis::Replica,
+            bounds: Bounds { low: 0, high: 3 }
+        }
+    );
+    let text = error.to_string();
+    assert!(
+        text.starts_with("cannot continue topic cascade.main partition 0 where the replica left off: the replica needs offset 1000 next"),
+        "{text}"
+    );
+    assert!(
+        ctx.health.ready.get(),
+        "ready again once the partition is revoked"
+    );
+    assert_eq!(replica.rows("public.t"), [row(1, "a")]);
+}
+
+#[tokio::test]
+async fn messages_deleted_before_the_replica_applied_them_stop_the_partition() {
+    let source = Source::new();
+    source.txn(0, 0x10, &[upsert(1, "a")]); // 0-2
+    let replica = MemoryReplica::new();
+    let ctx = ctx(&replica, 100);
+    ctx.health.set_running(true);
+    let task = start(&ctx, &source, 0, 0, 1);
+    until("0x10", || commit_lsn(&replica, 0) == 0x10).await;
+    task.stop().await.unwrap();
+
+    // The router is down longer than the retention: 0x20 is deleted before it comes back.
+    source.txn(0, 0x20, &[upsert(2, "b")]); // 3-5
+    source.txn(0, 0x30, &[upsert(3, "c")]); // 6-8
+    let task = start(&ctx, &source, 0, source.end(0), 1);
+    task.first.store(6, Ordering::Relaxed);
+    let error = stopped_at(&ctx, task).await;
+    let RouterError::Gap { gap, .. } = &error else {
+        panic!("not a gap: {error}");
+    };
+    assert!(gap.deleted());
+    assert_eq!((gap.next, gap.bounds.low), (3, 6));
+    assert!(error.to_string().contains("messages 3 to 5 were deleted"));
+    assert_eq!(
+        replica.rows("public.t"),
+        [row(1, "a")],
+        "nothing after the gap"
+    );
+}
+
+#[tokio::test]
+async fn messages_deleted_while_the_replica_was_down_stop_the_partition_when_it_reads_on() {
+    let source = Source::new();
+    source.txn(0, 0x10, &[upsert(1, "a")]); // 0-2
+    let replica = MemoryReplica::new();
+    let ctx = ctx(&replica, 100);
+    let task = start(&ctx, &source, 0, 0, 1);
+    until("0x10", || commit_lsn(&replica, 0) == 0x10).await;
+    replica.hold();
+    source.txn(0, 0x20, &[upsert(2, "b")]); // 3-5
+    tokio::time::timeout(Duration::from_secs(5), replica.held(1))
+        .await
+        .expect("0x20's transaction waiting for the replica");
+    source.txn(0, 0x30, &[upsert(3, "c")]); // 6-8
+    task.first.store(7, Ordering::Relaxed);
+    replica.release();
+    let error = stopped_at(&ctx, task).await;
+    let RouterError::Gap { gap, .. } = &error else {
+        panic!("not a gap: {error}");
+    };
+    assert_eq!(
+        *gap,
+        Gap {
+            next: 6,
+            basis: Basis::Reading,
+            bounds: Bounds { low: 7, high: 9 }
+        }
+    );
+    assert_eq!(replica.rows("public.t"), [row(1, "a"), row(2, "b")]);
 }

@@ -1,6 +1,8 @@
 //! The router's own tables in each replica:
 //! - `_cascade_position`: per (topic, partition), what the replica holds (see [`AppliedPosition`]),
-//!   written in the same transaction as the rows;
+//!   written in the same transaction as the rows, with `kafka_offset`, the offset of the last message
+//!   the position covers (-1: unknown; replicas from before the column get it at start, see
+//!   [`migrate`]);
 //! - `_cascade_truncate`: the barriers ([`crate::barrier`]), one row per partition that reached a
 //!   barrier (with its partition number) and one with partition `-1` once its action ran. The key
 //!   column is `table_name`, the name it had when truncates were the only barrier.
@@ -26,6 +28,7 @@ pub(super) fn create_tables(dialect: Dialect) -> Vec<String> {
                 "CREATE TABLE IF NOT EXISTS `{POSITION_TABLE}` (\
                  topic VARCHAR(249) CHARACTER SET ascii NOT NULL, kafka_partition INT NOT NULL, \
                  commit_lsn BIGINT NOT NULL, partial_lsn BIGINT NOT NULL, partial_rows BIGINT NOT NULL, \
+                 kafka_offset BIGINT NOT NULL DEFAULT -1, \
                  updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
                  PRIMARY KEY (topic, kafka_partition)) ENGINE=InnoDB"
             ),
@@ -42,6 +45,7 @@ pub(super) fn create_tables(dialect: Dialect) -> Vec<String> {
                 "CREATE TABLE IF NOT EXISTS \"{POSITION_TABLE}\" (\
                  topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL, \
                  commit_lsn BIGINT NOT NULL, partial_lsn BIGINT NOT NULL, partial_rows BIGINT NOT NULL, \
+                 kafka_offset BIGINT NOT NULL DEFAULT -1, \
                  PRIMARY KEY (topic, kafka_partition))"
             ),
             format!(
@@ -52,6 +56,18 @@ pub(super) fn create_tables(dialect: Dialect) -> Vec<String> {
             ),
         ],
     }
+}
+
+/// Brings a position table created by an older router up to date: adds `kafka_offset` (-1, unknown,
+/// in existing rows). Run after [`create_tables`]; "the column exists" (MySQL 1060, SQLite's
+/// duplicate column) counts as done, and PostgreSQL says `IF NOT EXISTS`.
+pub(super) fn migrate(dialect: Dialect) -> Vec<String> {
+    let t = table(dialect, POSITION_TABLE);
+    let column = "kafka_offset BIGINT NOT NULL DEFAULT -1";
+    vec![match dialect {
+        Dialect::Postgres => format!("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {column}"),
+        Dialect::MySql | Dialect::Sqlite => format!("ALTER TABLE {t} ADD COLUMN {column}"),
+    }]
 }
 
 /// `n` parameter placeholders (`?` or `$1..$n`), numbered like the data statements'.
@@ -87,17 +103,19 @@ pub(super) fn position_statements(
     position: &AppliedPosition,
     arrival: Option<(&str, Lsn)>,
 ) -> Vec<Bookkeeping> {
-    let p = params(dialect, 5).join(", ");
-    let columns = "topic, kafka_partition, commit_lsn, partial_lsn, partial_rows";
+    let p = params(dialect, 6).join(", ");
+    let columns = "topic, kafka_partition, commit_lsn, partial_lsn, partial_rows, kafka_offset";
     let t = table(dialect, POSITION_TABLE);
     let sql = match dialect {
         Dialect::MySql => format!(
             "INSERT INTO {t} ({columns}) VALUES ({p}) ON DUPLICATE KEY UPDATE \
-             commit_lsn = VALUES(commit_lsn), partial_lsn = VALUES(partial_lsn), partial_rows = VALUES(partial_rows)"
+             commit_lsn = VALUES(commit_lsn), partial_lsn = VALUES(partial_lsn), partial_rows = VALUES(partial_rows), \
+             kafka_offset = VALUES(kafka_offset)"
         ),
         _ => format!(
             "INSERT INTO {t} ({columns}) VALUES ({p}) ON CONFLICT (topic, kafka_partition) DO UPDATE SET \
-             commit_lsn = excluded.commit_lsn, partial_lsn = excluded.partial_lsn, partial_rows = excluded.partial_rows"
+             commit_lsn = excluded.commit_lsn, partial_lsn = excluded.partial_lsn, partial_rows = excluded.partial_rows, \
+             kafka_offset = excluded.kafka_offset"
         ),
     };
     let mut out = vec![Bookkeeping {
@@ -108,6 +126,7 @@ pub(super) fn position_statements(
             lsn(position.commit_lsn),
             lsn(position.partial_lsn),
             Bind::Int(i64::try_from(position.partial_rows).unwrap_or(i64::MAX)),
+            Bind::Int(position.kafka_offset.unwrap_or(-1)),
         ],
     }];
     if let Some((key, at)) = arrival {
@@ -129,7 +148,8 @@ pub(super) fn position_statements(
     out
 }
 
-/// `(commit_lsn, partial_lsn, partial_rows)` as stored.
+/// `(commit_lsn, partial_lsn, partial_rows)` as stored: what the fence compares. The Kafka offset is
+/// not part of it: it follows the LSNs (a flush that only skips re-sent frames moves it alone).
 pub(super) fn stored(position: &AppliedPosition) -> super::exec::StoredPosition {
     (
         position.commit_lsn.0 as i64,
@@ -138,8 +158,9 @@ pub(super) fn stored(position: &AppliedPosition) -> super::exec::StoredPosition 
     )
 }
 
-/// Reads the partition's position row; with `lock`, locks it until the end of the transaction
-/// (PostgreSQL and MySQL; SQLite has a single writer anyway).
+/// Reads the partition's position row (`commit_lsn, partial_lsn, partial_rows, kafka_offset`); with
+/// `lock`, locks it until the end of the transaction (PostgreSQL and MySQL; SQLite has a single writer
+/// anyway).
 pub(super) fn select_position(
     dialect: Dialect,
     topic: &str,
@@ -154,7 +175,7 @@ pub(super) fn select_position(
     };
     Bookkeeping {
         sql: format!(
-            "SELECT commit_lsn, partial_lsn, partial_rows FROM {} WHERE topic = {} AND kafka_partition = {}{lock}",
+            "SELECT commit_lsn, partial_lsn, partial_rows, kafka_offset FROM {} WHERE topic = {} AND kafka_partition = {}{lock}",
             table(dialect, POSITION_TABLE),
             p[0],
             p[1]
@@ -169,10 +190,11 @@ pub(super) fn select_position(
 /// The position a [`select_position`] row holds (zero if none).
 pub(super) fn position_of(row: Option<&[i64]>) -> AppliedPosition {
     match row {
-        Some(&[c, p, r]) => AppliedPosition {
+        Some(&[c, p, r, k]) => AppliedPosition {
             commit_lsn: Lsn(c as u64),
             partial_lsn: Lsn(p as u64),
             partial_rows: u64::try_from(r).unwrap_or(0),
+            kafka_offset: Some(k).filter(|k| *k >= 0),
         },
         _ => AppliedPosition::default(),
     }
@@ -226,6 +248,7 @@ mod tests {
             commit_lsn: Lsn(u64::MAX),
             partial_lsn: Lsn(5),
             partial_rows: 2,
+            kafka_offset: Some(41),
         };
         let s = position_statements(
             Dialect::Postgres,
@@ -237,7 +260,8 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert!(s[0]
             .sql
-            .contains("VALUES ($1, $2, $3, $4, $5) ON CONFLICT (topic, kafka_partition)"));
+            .contains("VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (topic, kafka_partition)"));
+        assert_eq!(s[0].binds[5], Bind::Int(41));
         // The u64's bits survive the trip through BIGINT.
         assert_eq!(s[0].binds[2], Bind::Int(-1));
         assert_eq!(Lsn(-1i64 as u64), Lsn(u64::MAX));
@@ -245,6 +269,34 @@ mod tests {
         let m = position_statements(Dialect::MySql, "cascade.main", 3, &pos, None);
         assert_eq!(m.len(), 1);
         assert!(m[0].sql.contains("ON DUPLICATE KEY UPDATE"));
-        assert!(m[0].sql.contains("VALUES (?, ?, ?, ?, ?)"));
+        assert!(m[0].sql.contains("VALUES (?, ?, ?, ?, ?, ?)"));
+        assert!(m[0].sql.contains("kafka_offset = VALUES(kafka_offset)"));
+    }
+
+    #[test]
+    fn a_stored_offset_of_minus_one_is_unknown() {
+        let p = position_of(Some(&[7, 0, 0, -1]));
+        assert_eq!(p.commit_lsn, Lsn(7));
+        assert_eq!(p.kafka_offset, None);
+        assert_eq!(position_of(Some(&[7, 0, 0, 12])).kafka_offset, Some(12));
+        assert!(position_of(None).is_empty());
+        let unknown =
+            position_statements(Dialect::Sqlite, "t", 0, &AppliedPosition::default(), None);
+        assert_eq!(unknown[0].binds[5], Bind::Int(-1));
+    }
+
+    #[test]
+    fn the_offset_column_is_added_to_older_tables_idempotently() {
+        assert_eq!(
+            migrate(Dialect::Postgres),
+            ["ALTER TABLE \"_cascade_position\" ADD COLUMN IF NOT EXISTS kafka_offset BIGINT NOT NULL DEFAULT -1"]
+        );
+        assert_eq!(
+            migrate(Dialect::MySql),
+            ["ALTER TABLE `_cascade_position` ADD COLUMN kafka_offset BIGINT NOT NULL DEFAULT -1"]
+        );
+        for d in [Dialect::MySql, Dialect::Sqlite, Dialect::Postgres] {
+            assert!(create_tables(d)[0].contains("kafka_offset BIGINT NOT NULL DEFAULT -1"));
+        }
     }
 }

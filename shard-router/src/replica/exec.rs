@@ -76,7 +76,8 @@ where
     /// Creates the bookkeeping tables if missing.
     pub(super) async fn prepare(&self) -> Result<(), RouterError> {
         self.run_ddl(&bookkeeping::create_tables(self.dialect))
-            .await
+            .await?;
+        self.run_ddl(&bookkeeping::migrate(self.dialect)).await
     }
 
     pub(super) async fn position(
@@ -159,12 +160,19 @@ fn ddl_race(error: &sqlx::Error) -> DdlRace {
     let code = crate::error::db_code(db.as_ref());
     let message = db.message();
     match code.as_str() {
-        // PostgreSQL duplicate table/object/column/schema, MySQL table/column exists.
-        "42P07" | "42710" | "42701" | "42P06" | "1050" | "1060" => DdlRace::AlreadyDone,
+        // PostgreSQL duplicate table/object/column/schema, MySQL table/column exists (sqlx reports
+        // MySQL's SQLSTATE, 42S01/42S21, rather than its error number, 1050/1060).
+        "42P07" | "42710" | "42701" | "42P06" | "1050" | "1060" | "42S01" | "42S21" => {
+            DdlRace::AlreadyDone
+        }
         // PostgreSQL: concurrent CREATE … IF NOT EXISTS collide on the catalog's unique index;
         // deadlocks on either engine.
         "23505" | "40P01" | "1213" => DdlRace::Retry,
-        _ if message.contains("already exists") || message.contains("duplicate column name") => {
+        _ if message.contains("already exists")
+            || message
+                .to_ascii_lowercase()
+                .contains("duplicate column name") =>
+        {
             DdlRace::AlreadyDone
         }
         _ => DdlRace::No,
@@ -280,7 +288,7 @@ where
         .map_err(StatementFailed::bookkeeping)?
     {
         Some(v) => match v[..] {
-            [commit, partial, rows] => (commit, partial, rows),
+            [commit, partial, rows, _kafka_offset] => (commit, partial, rows),
             _ => (i64::MIN, 0, 0), // not a position row: never equal, so nothing is written
         },
         None => (0, 0, 0),

@@ -6,6 +6,7 @@ mod cli;
 mod e2e;
 mod failures;
 mod keys;
+mod positions;
 mod prometheus;
 mod sharding;
 mod support;

@@ -2,11 +2,11 @@
 //! in-memory replica to [`Replica`] (statements become its ops, as a PostgreSQL replica would run
 //! them), [`MemoryStream`] reads a partition of the in-memory Kafka log and commits offsets to it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use shared::Lsn;
 use testkit::kafka_log::{MemoryLog, Record};
 use testkit::memory_replica::{self as mem, MemoryReplica, Op};
@@ -16,6 +16,7 @@ use crate::dialect::Dialect;
 use crate::error::RouterError;
 use crate::plan::{Statement, StatementKind};
 use crate::replica::{Outcome, Replica, StatementFailed};
+use crate::resume::Bounds;
 use crate::stream::{Inbound, PartitionStream};
 use crate::types::Bind;
 
@@ -153,10 +154,12 @@ impl Replica for Fake {
 
     async fn position(&self, topic: &str, partition: i32) -> Result<AppliedPosition, RouterError> {
         let (c, p, r) = self.0.position(topic, partition);
+        let k = self.0.kafka_offset(topic, partition);
         Ok(AppliedPosition {
             commit_lsn: Lsn(c as u64),
             partial_lsn: Lsn(p as u64),
             partial_rows: r as u64,
+            kafka_offset: Some(k).filter(|k| *k >= 0),
         })
     }
 
@@ -175,6 +178,7 @@ impl Replica for Fake {
             partition,
             before: stored(before),
             after: stored(position),
+            kafka_offset: position.kafka_offset.unwrap_or(-1),
             arrival: arrival.map(|(key, lsn)| (key, lsn.0 as i64)),
             ops,
         };
@@ -215,12 +219,15 @@ impl Replica for Fake {
     }
 }
 
-/// One partition of the in-memory log, read from an offset; stored offsets go to [`GROUP`].
+/// One partition of the in-memory log, read from an offset; stored offsets go to [`GROUP`]. Records
+/// below `first` are gone (retention): reading one fails as librdkafka does with
+/// `auto.offset.reset=error`.
 pub(super) struct MemoryStream {
     pub log: MemoryLog,
     pub topic: String,
     pub partition: i32,
-    pub next: i64,
+    pub next: AtomicI64,
+    pub first: Arc<AtomicI64>,
     pub partitions: usize,
     pub paused: Arc<AtomicBool>,
 }
@@ -248,8 +255,14 @@ impl PartitionStream for MemoryStream {
     async fn recv(&mut self) -> Result<Record, KafkaError> {
         loop {
             if !self.paused.load(Ordering::Relaxed) {
-                if let Some(record) = self.log.record(&self.topic, self.partition, self.next) {
-                    self.next += 1;
+                let next = self.next.load(Ordering::Relaxed);
+                if next < self.first.load(Ordering::Relaxed) {
+                    return Err(KafkaError::MessageConsumption(
+                        RDKafkaErrorCode::AutoOffsetReset,
+                    ));
+                }
+                if let Some(record) = self.log.record(&self.topic, self.partition, next) {
+                    self.next.store(next + 1, Ordering::Relaxed);
                     return Ok(record);
                 }
             }
@@ -272,5 +285,20 @@ impl PartitionStream for MemoryStream {
 
     async fn partition_count(&self) -> Option<usize> {
         Some(self.partitions)
+    }
+
+    async fn bounds(&self) -> Result<Bounds, KafkaError> {
+        let high = self.log.end(&self.topic, self.partition);
+        let low = self.first.load(Ordering::Relaxed).min(high);
+        Ok(Bounds { low, high })
+    }
+
+    async fn committed(&self) -> Result<Option<i64>, KafkaError> {
+        Ok(self.log.committed(GROUP, &self.topic, self.partition))
+    }
+
+    async fn seek(&self, offset: i64) -> Result<(), KafkaError> {
+        self.next.store(offset, Ordering::Relaxed);
+        Ok(())
     }
 }
