@@ -160,9 +160,9 @@ fn ddl_race(error: &sqlx::Error) -> DdlRace {
     let code = crate::error::db_code(db.as_ref());
     let message = db.message();
     match code.as_str() {
-        // PostgreSQL duplicate table/object/column/schema, MySQL table/column exists (sqlx reports
-        // MySQL's SQLSTATE, 42S01/42S21, rather than its error number, 1050/1060).
-        "42P07" | "42710" | "42701" | "42P06" | "1050" | "1060" | "42S01" | "42S21" => {
+        // PostgreSQL duplicate table/object/column/schema, MySQL table/column exists (by error
+        // number, see `db_code`).
+        "42P07" | "42710" | "42701" | "42P06" | "1050" | "1060" => {
             DdlRace::AlreadyDone
         }
         // PostgreSQL: concurrent CREATE … IF NOT EXISTS collide on the catalog's unique index;
