@@ -79,6 +79,20 @@ pub enum CdcError {
         recorded: String,
         actual: String,
     },
+    /// A shard topic's partition count differs from the one cdc published it with.
+    #[error(
+        "topic {topic} has {now} partitions, but cdc has published it with {recorded} (origin record \
+         of slot {slot:?}): with another count a key's later changes go to another partition than \
+         its earlier ones, and routers could apply them out of order. Cascade does not follow a \
+         partition-count change: publish to new topics (another --topic-prefix, a new slot) and load \
+         the replicas afresh, or recreate the topic with {recorded} partitions"
+    )]
+    PartitionsChanged {
+        slot: String,
+        topic: String,
+        recorded: i32,
+        now: i32,
+    },
     /// Sharded tables whose updates and deletes would lack their shard key; cdc exits 2 naming them.
     #[error("the source is not ready for the routing file")]
     ShardKeyNotInIdentity(#[source] shared::service::Invalid),
@@ -169,6 +183,7 @@ impl CdcError {
             | CdcError::SlotUnusable { .. }
             | CdcError::SlotLost { .. }
             | CdcError::OtherSource { .. }
+            | CdcError::PartitionsChanged { .. }
             | CdcError::ShardKeyNotInIdentity(_)
             | CdcError::SetupIncomplete { .. }
             | CdcError::Decode { .. }
@@ -195,6 +210,7 @@ impl CdcError {
             | CdcError::ShardKeyNotInIdentity(_)
             | CdcError::SetupIncomplete { .. } => "source_config",
             CdcError::SlotLost { .. } => "slot_lost",
+            CdcError::PartitionsChanged { .. } => "partitions_changed",
             CdcError::SlotBusy { .. } => "slot_busy",
             CdcError::Decode { .. } | CdcError::MessageTooLarge { .. } => "decode",
             CdcError::Routing { .. } => "routing",

@@ -109,8 +109,29 @@ impl Framer {
     ) -> Result<(), CdcError> {
         let lsn = truncate.origin.lsn.unwrap_or(at);
         let table = Some(self.label(&truncate.table));
-        let payload = Bytes::from(codec::encode(&Change::Truncate(truncate)));
-        self.emit(dests, None, payload, Action::Truncate, table, lsn, at, out)
+        // One payload per shard topic, each naming how many of that topic's partitions get it.
+        let mut shards: Vec<usize> = dests.iter().map(|d| d.shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            let to: Vec<Dest> = dests.iter().filter(|d| d.shard == shard).copied().collect();
+            let t = Truncate {
+                partitions: u32::try_from(to.len()).ok(),
+                ..truncate.clone()
+            };
+            let payload = Bytes::from(codec::encode(&Change::Truncate(t)));
+            self.emit(
+                &to,
+                None,
+                payload,
+                Action::Truncate,
+                table.clone(),
+                lsn,
+                at,
+                out,
+            )?;
+        }
+        Ok(())
     }
 
     /// The transaction commits: a `C` to every partition that got its `B`, in shard and partition
@@ -296,12 +317,20 @@ mod tests {
         let t = Truncate {
             origin: Default::default(),
             table: TableName::new("s", "t"),
+            partitions: None,
         };
         let dests = router.route_truncate(&t.table, Lsn(1)).unwrap();
         framer.truncate(t, &dests, Lsn(1), &mut out).unwrap();
         framer.commit(txn(2), Lsn(1), &mut out).unwrap();
         assert_eq!(out.len(), 9);
         assert!(out.iter().all(|o| o.key.is_none()));
+        // Each T names how many partitions of its topic got it: the routers' barrier waits for them.
+        for o in out.iter().filter(|o| o.action == Action::Truncate) {
+            match codec::decode(&o.payload).unwrap() {
+                Change::Truncate(t) => assert_eq!(t.partitions, Some(3)),
+                other => panic!("not a truncate: {other:?}"),
+            }
+        }
     }
 
     #[test]

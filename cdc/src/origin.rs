@@ -26,6 +26,8 @@
 //! [`decide`] is pure; [`identify`] reads the server's identity; the Kafka side is
 //! [`crate::sink::origin_log`].
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
@@ -60,11 +62,21 @@ pub struct OriginRecord {
     /// Where the slot started, when this cdc created it (absent when recorded for an existing slot).
     pub slot_created_at: Option<String>,
     pub recorded_by: String,
+    /// The partition count of each shard topic cdc publishes (absent in records of older versions).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partitions: BTreeMap<String, i32>,
 }
 
 impl OriginRecord {
-    pub fn new(slot: &str, prefix: &str, source: &SourceId, created_at: Option<String>) -> Self {
+    pub fn new(
+        slot: &str,
+        prefix: &str,
+        source: &SourceId,
+        created_at: Option<String>,
+        partitions: BTreeMap<String, i32>,
+    ) -> Self {
         OriginRecord {
+            partitions,
             format: FORMAT,
             slot: slot.to_owned(),
             topic_prefix: prefix.to_owned(),
@@ -75,6 +87,35 @@ impl OriginRecord {
             recorded_by: format!("cdc {}", env!("CARGO_PKG_VERSION")),
         }
     }
+}
+
+/// Compares the shard topics' partition counts with those the record holds: a changed count is
+/// refused ([`CdcError::PartitionsChanged`]); returns the record to write when it lacks some topics
+/// (a record of an older version, a shard added to the routing file), None when it is complete.
+pub fn check_partitions(
+    record: &OriginRecord,
+    now: &BTreeMap<String, i32>,
+) -> Result<Option<OriginRecord>, CdcError> {
+    for (topic, &count) in now {
+        if let Some(&recorded) = record.partitions.get(topic) {
+            if recorded != count {
+                return Err(CdcError::PartitionsChanged {
+                    slot: record.slot.clone(),
+                    topic: topic.clone(),
+                    recorded,
+                    now: count,
+                });
+            }
+        }
+    }
+    if now.keys().all(|t| record.partitions.contains_key(t)) {
+        return Ok(None);
+    }
+    let mut next = record.clone();
+    for (topic, &count) in now {
+        next.partitions.entry(topic.clone()).or_insert(count);
+    }
+    Ok(Some(next))
 }
 
 /// Records found in a shard topic: cdc published there before.
@@ -183,7 +224,13 @@ mod tests {
     }
 
     fn record(id: &str) -> OriginRecord {
-        OriginRecord::new("s", "p", &source(id), Some("0/16B3748".to_owned()))
+        OriginRecord::new(
+            "s",
+            "p",
+            &source(id),
+            Some("0/16B3748".to_owned()),
+            BTreeMap::new(),
+        )
     }
 
     fn data() -> TopicData {
@@ -250,5 +297,39 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<OriginRecord>(&json).unwrap(), r);
         assert!(json.contains("\"system_identifier\":\"7\""), "{json}");
+    }
+
+    #[test]
+    fn a_changed_partition_count_is_refused_and_a_missing_one_recorded() {
+        let counts = |pairs: &[(&str, i32)]| -> BTreeMap<String, i32> {
+            pairs.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect()
+        };
+        let mut r = OriginRecord::new("s", "p", &source("1"), None, counts(&[("p.main", 4)]));
+        assert_eq!(
+            check_partitions(&r, &counts(&[("p.main", 4)])).unwrap(),
+            None
+        );
+        let err = check_partitions(&r, &counts(&[("p.main", 6)])).unwrap_err();
+        assert!(
+            matches!(&err, CdcError::PartitionsChanged { topic, recorded: 4, now: 6, .. } if topic == "p.main"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("another --topic-prefix"), "{err}");
+        // A shard added to the routing file, and a record of an older version: counts recorded.
+        let update = check_partitions(&r, &counts(&[("p.main", 4), ("p.eu", 2)]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(update.partitions, counts(&[("p.main", 4), ("p.eu", 2)]));
+        r.partitions.clear();
+        let update = check_partitions(&r, &counts(&[("p.main", 4)]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(update.partitions, counts(&[("p.main", 4)]));
+        // Older records without the field still read.
+        let old: OriginRecord = serde_json::from_str(
+            r#"{"format":1,"slot":"s","topic_prefix":"p","system_identifier":"1","timeline":1,"database":"d","slot_created_at":null,"recorded_by":"cdc 0.1.0"}"#,
+        )
+        .unwrap();
+        assert!(old.partitions.is_empty());
     }
 }

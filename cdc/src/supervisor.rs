@@ -2,6 +2,7 @@
 //! replication stream, run the [`Pump`] — and reconnection with backoff when a session fails on
 //! something transient.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -244,6 +245,18 @@ async fn ensure_slot(
             );
         }
     }
+    let counts: BTreeMap<String, i32> = sink
+        .topics()
+        .iter()
+        .cloned()
+        .zip(sink.partitions().iter().copied())
+        .collect();
+    if let Some(record) = &record {
+        if let Some(update) = origin::check_partitions(record, &counts)? {
+            log.write(&update, CONNECT_TIMEOUT).await?;
+            tracing::info!(slot = %config.slot, partitions = ?update.partitions, "origin record updated with the topics' partition counts");
+        }
+    }
     let state = match (plan, existing) {
         (origin::Plan::Stream, Some(state)) => return Ok(state),
         (origin::Plan::RecordThenStream, Some(state)) => state,
@@ -253,7 +266,13 @@ async fn ensure_slot(
         .created
         .then(|| state.confirmed_flush.map(|lsn| lsn.to_string()))
         .flatten();
-    let record = origin::OriginRecord::new(&config.slot, &config.topic_prefix, source, created_at);
+    let record = origin::OriginRecord::new(
+        &config.slot,
+        &config.topic_prefix,
+        source,
+        created_at,
+        counts,
+    );
     log.write(&record, CONNECT_TIMEOUT).await?;
     tracing::info!(
         slot = %config.slot,

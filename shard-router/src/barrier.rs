@@ -28,6 +28,10 @@ pub struct Barrier<'a> {
     pub topic: &'a str,
     pub key: &'a str,
     pub lsn: Lsn,
+    /// How many partitions the event reached, when it says (cdc names it in each `T`); else the
+    /// topic's partition count from Kafka. The event's count is the one that holds when partitions
+    /// were added to the topic after cdc started: the new ones never get this barrier.
+    pub partitions: Option<u32>,
 }
 
 impl Barrier<'_> {
@@ -48,8 +52,8 @@ impl Barrier<'_> {
         Fut: Future<Output = Result<Option<Statement>, RouterError>>,
     {
         let mut last_log = Instant::now();
-        // The topic's partition count: read once, again only while unknown.
-        let mut partitions: Option<usize> = None;
+        // The event's count, or the topic's partition count: read once, again only while unknown.
+        let mut partitions: Option<usize> = self.partitions.map(|n| n as usize);
         loop {
             let (arrived, done) = retry
                 .run("reading a barrier", || {

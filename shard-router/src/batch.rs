@@ -142,6 +142,8 @@ pub struct TruncateAt {
     pub offset: i64,
     pub table: TableName,
     pub lsn: Lsn,
+    /// How many partitions of the topic got the truncate, when the event says.
+    pub partitions: Option<u32>,
 }
 
 /// The message broke the framing rules.
@@ -305,6 +307,7 @@ impl Batch {
                         offset,
                         table: t.table,
                         lsn: t.origin.lsn.unwrap_or(frame.lsn),
+                        partitions: t.partitions,
                     }))),
                     _ => Ok(Next::Read),
                 }
@@ -458,7 +461,11 @@ mod tests {
         match action {
             Action::Begin => Change::Begin(boundary),
             Action::Commit => Change::Commit(boundary),
-            Action::Truncate => Change::Truncate(Truncate { origin, table }),
+            Action::Truncate => Change::Truncate(Truncate {
+                origin,
+                table,
+                partitions: None,
+            }),
             Action::Insert => Change::Row(RowChange {
                 origin,
                 table,

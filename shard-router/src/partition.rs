@@ -144,8 +144,8 @@ impl<R: Replica> Task<R> {
             Err(stop) => return stop,
         };
         self.durable = applied;
-        let mut next = match self.start(stream, &applied).await {
-            Ok(offset) => offset,
+        let (mut next, mut basis) = match self.start(stream, &applied).await {
+            Ok(start) => (start.offset, start.basis),
             Err(stop) => return stop,
         };
         // Assigned paused (see `consume`): fetching starts at the offset just sought.
@@ -176,8 +176,9 @@ impl<R: Replica> Task<R> {
                 Wake::Message(Ok(read)) => read,
                 Wake::Message(Err(error)) if out_of_range(&error) => {
                     // librdkafka found `next` gone (auto.offset.reset=error): deleted while this
-                    // task was not reading, or the topic was recreated under it.
-                    return self.gap(stream, next, Basis::Reading).await;
+                    // task was not reading, beyond the end (the topic was recreated, or the start
+                    // position came from elsewhere).
+                    return self.gap(stream, next, basis).await;
                 }
                 Wake::Message(Err(error)) => {
                     metrics::counter!(m::ERRORS, "kind" => "kafka").increment(1);
@@ -191,6 +192,7 @@ impl<R: Replica> Task<R> {
                 traceparent,
             } = message;
             next = offset + 1;
+            basis = Basis::Reading;
             let change: Change = match decoded {
                 Ok(c) => c,
                 Err(source) => {
@@ -294,7 +296,7 @@ impl<R: Replica> Task<R> {
         &self,
         stream: &S,
         applied: &AppliedPosition,
-    ) -> Result<i64, Stop> {
+    ) -> Result<resume::Start, Stop> {
         let bounds = self.bounds(stream).await?;
         let committed = if applied.kafka_offset.is_none() && !applied.is_empty() {
             self.retry
@@ -350,7 +352,7 @@ impl<R: Replica> Task<R> {
                     })
             })
             .await?;
-        Ok(start.offset)
+        Ok(start)
     }
 
     /// The partition's first available and next offsets, retried while Kafka does not answer.
@@ -417,6 +419,7 @@ impl<R: Replica> Task<R> {
             topic: &applier.topic,
             key: &table,
             lsn: t.lsn,
+            partitions: t.partitions,
         };
         let did = barrier
             .meet(&applier.replica, stream, &self.retry, || {

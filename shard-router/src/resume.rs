@@ -129,7 +129,12 @@ pub fn start(
             None => (0, Basis::Beginning),
         },
     };
-    if next < bounds.low || next > bounds.high {
+    // Beyond the end: only an empty partition proves it here. A broker's high watermark is exact on
+    // Kafka but not on every Kafka-protocol broker (tansu 0.1 reports one past the first offset of
+    // the last batch, below the true end), so a position past it is left to the fetch, which fails
+    // with OFFSET_OUT_OF_RANGE when the offset is truly beyond the end (a consume error that stops
+    // the partition with the same gap).
+    if next < bounds.low || (bounds.high <= bounds.low && next > bounds.high) {
         return Err(Gap {
             next,
             basis,
@@ -233,18 +238,15 @@ mod tests {
     #[test]
     fn a_position_beyond_the_end_of_the_partition_is_a_gap() {
         // The topic was recreated (it starts again at 0), or the position is another topic's.
-        let bounds = Bounds { low: 0, high: 7 };
-        let gap = start(&at(Some(999)), None, bounds).unwrap_err();
-        assert!(!gap.deleted());
-        let text = gap.to_string();
-        assert!(text.contains("needs offset 1000 next"), "{text}");
-        assert!(text.contains("offsets 0 to 6 are available"), "{text}");
-        assert!(text.contains("deleted and recreated"), "{text}");
+        // An empty partition: the start proves it. A non-empty one: the fetch does (a high
+        // watermark below the true end, as some brokers report, must not stop a partition).
         let empty = start(&at(Some(3)), None, Bounds { low: 0, high: 0 }).unwrap_err();
-        assert!(empty.to_string().contains("holds no messages"));
-        assert_eq!(
-            start(&at(Some(i64::MAX)), None, LOG).unwrap_err().next,
-            i64::MAX
-        );
+        assert!(!empty.deleted());
+        let text = empty.to_string();
+        assert!(text.contains("needs offset 4 next"), "{text}");
+        assert!(text.contains("holds no messages"), "{text}");
+        assert!(text.contains("deleted and recreated"), "{text}");
+        let bounds = Bounds { low: 0, high: 7 };
+        assert_eq!(start(&at(Some(999)), None, bounds).unwrap().offset, 1000);
     }
 }

@@ -210,6 +210,10 @@ impl RowChange {
 pub struct Truncate {
     pub origin: Origin,
     pub table: TableName,
+    /// How many partitions of this message's topic cdc sent the truncate to: the routers' barrier
+    /// waits for that many (see docs/event-format.md). None in wal2json input and in messages of
+    /// older cdc versions.
+    pub partitions: Option<u32>,
 }
 
 /// A logical decoding message (`pg_logical_emit_message`).

@@ -66,6 +66,8 @@ struct Wire<C, P, S> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     messages: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    partitions: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     schema: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     table: Option<S>,
@@ -95,6 +97,7 @@ impl<'a> BorrowedWire<'a> {
             lsn: origin.lsn,
             nextlsn: None,
             messages: None,
+            partitions: None,
             schema: None,
             table: None,
             columns: None,
@@ -144,6 +147,7 @@ pub fn encode_into(change: &Change, out: &mut Vec<u8>) {
         Change::Truncate(t) => Wire {
             schema: Some(t.table.schema.as_str()),
             table: Some(t.table.name.as_str()),
+            partitions: t.partitions,
             ..BorrowedWire::bare(Action::Truncate, &t.origin)
         },
         Change::Message(m) => Wire {
@@ -228,6 +232,7 @@ pub fn decode(payload: &[u8]) -> Result<Change, DecodeError> {
         }
         Action::Truncate => Change::Truncate(Truncate {
             table: table(wire.schema, wire.table)?,
+            partitions: wire.partitions,
             origin,
         }),
         Action::Message => Change::Message(LogicalMessage {

@@ -162,9 +162,7 @@ fn ddl_race(error: &sqlx::Error) -> DdlRace {
     match code.as_str() {
         // PostgreSQL duplicate table/object/column/schema, MySQL table/column exists (by error
         // number, see `db_code`).
-        "42P07" | "42710" | "42701" | "42P06" | "1050" | "1060" => {
-            DdlRace::AlreadyDone
-        }
+        "42P07" | "42710" | "42701" | "42P06" | "1050" | "1060" => DdlRace::AlreadyDone,
         // PostgreSQL: concurrent CREATE … IF NOT EXISTS collide on the catalog's unique index;
         // deadlocks on either engine.
         "23505" | "40P01" | "1213" => DdlRace::Retry,

@@ -23,6 +23,7 @@ fn help_lists_every_flag_with_its_env_var_and_default() {
         ("--http-addr", "ROUTER_HTTP_ADDR"),
         ("--config", "CASCADE_CONFIG"),
         ("--batch-max-rows", "ROUTER_BATCH_MAX_ROWS"),
+        ("--batch-max-bytes", "ROUTER_BATCH_MAX_BYTES"),
         ("--batch-max-wait", "ROUTER_BATCH_MAX_WAIT"),
         ("--max-backoff", "ROUTER_MAX_BACKOFF"),
         ("--shutdown-timeout", "ROUTER_SHUTDOWN_TIMEOUT"),

@@ -256,7 +256,11 @@ impl PartitionStream for MemoryStream {
         loop {
             if !self.paused.load(Ordering::Relaxed) {
                 let next = self.next.load(Ordering::Relaxed);
-                if next < self.first.load(Ordering::Relaxed) {
+                // Kafka answers a fetch below the first offset or beyond the end with
+                // OFFSET_OUT_OF_RANGE, which auto.offset.reset=error turns into this error.
+                if next < self.first.load(Ordering::Relaxed)
+                    || next > self.log.end(&self.topic, self.partition)
+                {
                     return Err(KafkaError::MessageConsumption(
                         RDKafkaErrorCode::AutoOffsetReset,
                     ));
