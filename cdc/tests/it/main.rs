@@ -5,6 +5,7 @@ mod capture;
 mod crash;
 mod failures;
 mod lag;
+mod partitions;
 mod setup;
 mod slot_lost;
 mod suggest;
