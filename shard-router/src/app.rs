@@ -53,7 +53,7 @@ async fn serve(
     let applier = Arc::new(Applier::new(replica, topic.clone())?);
 
     let (control_tx, control_rx) = mpsc::unbounded_channel();
-    let consumer = create_consumer(config, control_tx)?;
+    let consumer = create_consumer(config, control_tx, health.clone())?;
     if !wait_for_topic(&consumer, &topic, config.max_backoff, shutdown).await {
         drop_consumer(consumer).await;
         return Ok(());
@@ -156,12 +156,14 @@ async fn connect_replica(
 fn create_consumer(
     config: &Config,
     control: mpsc::UnboundedSender<consume::Control>,
+    health: Health,
 ) -> Result<Arc<RouterConsumer>, RouterError> {
     let context = RouterContext {
         topic: config.topic(),
         control,
         consumer: OnceLock::new(),
         revoke_timeout: config.shutdown_timeout,
+        health,
     };
     let consumer: RouterConsumer = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka_brokers)

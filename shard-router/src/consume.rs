@@ -12,7 +12,7 @@
 //! message is fetched, and a task is started for it; the task seeks and resumes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -47,12 +47,21 @@ pub struct RouterContext {
     /// Set right after the consumer is created; needed to split partition queues in the callback.
     pub consumer: OnceLock<Weak<RouterConsumer>>,
     pub revoke_timeout: Duration,
+    /// Told whether a broker is reachable, for `/readyz`.
+    pub health: Health,
 }
 
 impl ClientContext for RouterContext {
     /// librdkafka's statistics (every `statistics.interval.ms`): consumer lag of the partitions this
     /// member fetches.
     fn stats(&self, statistics: rdkafka::Statistics) {
+        // Kafka is up for this member while it holds a connection to a broker of the cluster
+        // (bootstrap entries, id -1, do not count).
+        let up = statistics
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.health.kafka(up);
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
         };
@@ -66,6 +75,9 @@ impl ClientContext for RouterContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         metrics::counter!(m::ERRORS, "kind" => "kafka").increment(1);
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.health.kafka(false);
+        }
         tracing::warn!(error = %error, reason, "kafka client error");
     }
 }
@@ -200,6 +212,8 @@ pub struct Health {
     running: Arc<AtomicUsize>,
     failing: Arc<AtomicUsize>,
     stopped: Arc<AtomicUsize>,
+    /// No broker reachable (librdkafka's "all brokers down", or its statistics show none up).
+    kafka_down: Arc<AtomicBool>,
 }
 
 impl Health {
@@ -213,8 +227,22 @@ impl Health {
     fn refresh(&self) {
         let ok = self.running.load(Ordering::Relaxed) > 0
             && self.failing.load(Ordering::Relaxed) == 0
-            && self.stopped.load(Ordering::Relaxed) == 0;
+            && self.stopped.load(Ordering::Relaxed) == 0
+            && !self.kafka_down.load(Ordering::Relaxed);
         self.ready.set(ok);
+    }
+
+    /// Whether a Kafka broker is reachable; `/readyz` is 503 while none is.
+    pub fn kafka(&self, up: bool) {
+        let was_down = self.kafka_down.swap(!up, Ordering::Relaxed);
+        if was_down == up {
+            if up {
+                tracing::info!("kafka reachable again");
+            } else {
+                tracing::warn!("no Kafka broker reachable; /readyz reports not ready until one is");
+            }
+        }
+        self.refresh();
     }
 
     pub fn set_running(&self, running: bool) {

@@ -331,3 +331,46 @@ async fn a_source_type_change_that_would_round_stops_instead_also_after_a_restar
     drop(cdc);
     testkit::drop_slot(&s.source_url, &name).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_reports_kafka_gone() {
+    let mut s = services();
+    let broker = testkit::Broker::start(&s.tansu_bin);
+    s.kafka = format!("127.0.0.1:{}", broker.port);
+    let name = unique("kdown");
+    let source_url = testkit::create_pg_db(&s.source_url, &name).await;
+    let source = connect(&source_url).await;
+    source
+        .batch_execute("CREATE TABLE t (id integer PRIMARY KEY)")
+        .await
+        .unwrap();
+    let target = Target::create(&s, Engine::Sqlite, &name).await;
+    let prefix = unique("kdown");
+    let cdc = start_cdc(&s, &source_url, &name, &prefix);
+    let mut router = start_router(&s, &target, &prefix, &[]);
+    router.wait_ready(Duration::from_secs(60));
+    source
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    converge(&source, &target, "t", &router).await;
+
+    drop(cdc);
+    drop(broker);
+    wait_for(
+        Duration::from_secs(30),
+        "/readyz to turn 503 with Kafka gone",
+        || {
+            testkit::http_get(router.http_port, "/readyz")
+                .and_then(|(code, _)| (code == 503).then_some(()))
+        },
+    );
+    assert!(
+        router.log_text().contains("no Kafka broker reachable"),
+        "{}",
+        router.log_text()
+    );
+    assert!(router.running(), "the router waits for Kafka");
+    drop(router);
+    testkit::drop_slot(&s.source_url, &name).await;
+}
