@@ -357,6 +357,33 @@ async fn a_truncate_waits_for_every_partition_and_empties_the_table_once() {
 }
 
 #[tokio::test]
+async fn a_truncate_waits_for_the_partitions_it_names_not_those_added_since() {
+    // cdc started with 2 partitions; a third was added to the topic since. cdc (still on 2) sends
+    // the truncate to 2 and says so: the barrier must not wait for the third, which never gets it.
+    let counted = format!(
+        r#"{{"action":"T","lsn":"{}","partitions":2,"schema":"public","table":"t"}}"#,
+        Lsn(0x18)
+    );
+    let source = Source::new();
+    source.txn(0, 0x10, &[upsert(1, "a")]);
+    source.txn(0, 0x20, &[counted.clone()]);
+    source.txn(1, 0x20, &[counted]);
+    source.txn(0, 0x30, &[upsert(3, "c")]);
+    let replica = MemoryReplica::new();
+    let ctx = ctx(&replica, 100);
+    let p0 = start(&ctx, &source, 0, 0, 3);
+    let p1 = start(&ctx, &source, 1, 0, 3);
+    until("both partitions past the truncate", || {
+        commit_lsn(&replica, 0) == 0x30 && commit_lsn(&replica, 1) == 0x20
+    })
+    .await;
+    p0.stop().await.unwrap();
+    p1.stop().await.unwrap();
+    assert_eq!(replica.rows("public.t"), [row(3, "c")]);
+    assert_eq!(replica.barrier_actions(), 1);
+}
+
+#[tokio::test]
 async fn a_replica_restored_from_a_backup_gets_back_what_it_lost_whatever_the_group_committed() {
     let source = Source::new();
     source.txn(0, 0x10, &[upsert(1, "a")]);
