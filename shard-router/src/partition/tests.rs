@@ -366,7 +366,7 @@ async fn a_truncate_waits_for_the_partitions_it_names_not_those_added_since() {
     );
     let source = Source::new();
     source.txn(0, 0x10, &[upsert(1, "a")]);
-    source.txn(0, 0x20, &[counted.clone()]);
+    source.txn(0, 0x20, std::slice::from_ref(&counted));
     source.txn(1, 0x20, &[counted]);
     source.txn(0, 0x30, &[upsert(3, "c")]);
     let replica = MemoryReplica::new();
