@@ -361,3 +361,120 @@ fn compose_health_checks_ask_readyz_on_the_http_port() {
         );
     }
 }
+
+/// Images whose releases are numbered major.minor (PostgreSQL since 10, Debian point releases);
+/// every other image names a major.minor.patch release.
+const TWO_PART_VERSIONS: &[&str] = &["postgres", "debian"];
+
+/// Why `image` is not pinned to one release, if it is not: no tag, `latest`, or a version with fewer
+/// parts than a release of it has (`postgres:15`, `mysql:8.4`, `rust:1-bookworm` follow new releases).
+fn unpinned(image: &str) -> Option<String> {
+    let (name, tag) = image.rsplit_once(':')?;
+    let version = tag
+        .trim_start_matches('v')
+        .split('-')
+        .next()
+        .unwrap_or_default();
+    let parts: Vec<&str> = version.split('.').collect();
+    let numeric = !parts.is_empty()
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let wanted = if TWO_PART_VERSIONS.contains(&name.rsplit('/').next().unwrap_or(name)) {
+        2
+    } else {
+        3
+    };
+    (!numeric || parts.len() < wanted)
+        .then(|| format!("{image}: pin a release ({wanted} version parts), not a moving tag"))
+}
+
+#[test]
+fn unpinned_tags_are_recognised() {
+    for ok in [
+        "mysql:8.4.3",
+        "postgres:15.10-bookworm",
+        "prom/prometheus:v2.55.1",
+        "rust:1.95.0-bookworm",
+        "debian:12.8-slim",
+    ] {
+        assert_eq!(unpinned(ok), None, "{ok}");
+    }
+    for bad in [
+        "mysql:8.4",
+        "postgres:15",
+        "rust:1-bookworm",
+        "debian:bookworm-slim",
+        "grafana/grafana:latest",
+        "grafana/grafana",
+    ] {
+        assert!(
+            bad.rsplit_once(':').is_none() || unpinned(bad).is_some(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn images_are_pinned_ports_are_local_and_stops_are_graceful() {
+    let compose = Compose::load();
+    let mut problems = Vec::new();
+    for (name, service) in compose.services() {
+        let image = service.get("image").map(scalar).unwrap_or_default();
+        // Our own images are built from this tree (`build:`); every other one is pulled.
+        if !image.starts_with("cascade/") {
+            match image.rsplit_once(':') {
+                None => problems.push(format!("{name}: image {image:?} has no tag")),
+                Some(_) => problems.extend(unpinned(&image).map(|p| format!("{name}: {p}"))),
+            }
+        }
+        for port in strings(service.get("ports")) {
+            if !port.starts_with("127.0.0.1:") {
+                problems.push(format!(
+                    "{name}: port {port:?} is published on every interface"
+                ));
+            }
+        }
+    }
+    for (file, bases) in [
+        ("docker/Dockerfile", dockerfile("docker/Dockerfile")),
+        ("main-db/Dockerfile", dockerfile("main-db/Dockerfile")),
+    ] {
+        for stage_ in &bases {
+            // A stage built FROM another stage of the file is pinned by that one.
+            if bases
+                .iter()
+                .any(|other| other.name.as_deref() == Some(stage_.base.as_str()))
+            {
+                continue;
+            }
+            problems.extend(unpinned(&stage_.base).map(|p| format!("{file}: FROM {p}")));
+        }
+    }
+    // docker stops a container after stop_grace_period (default 10 s): it must cover the binary's
+    // shutdown timeout, or a stop kills cdc or a router before it finished its work.
+    for (binary, variable) in [
+        (Binary::Cdc, "CDC_SHUTDOWN_TIMEOUT"),
+        (Binary::Router, "ROUTER_SHUTDOWN_TIMEOUT"),
+    ] {
+        for name in compose.running(binary) {
+            let timeout = compose
+                .environment(&name)
+                .get(variable)
+                .cloned()
+                .unwrap_or_else(|| "30s".to_owned());
+            let timeout = humantime::parse_duration(&timeout).expect("a shutdown timeout");
+            let grace = compose
+                .service(&name)
+                .get("stop_grace_period")
+                .map(|g| humantime::parse_duration(&scalar(g)).expect("a stop_grace_period"))
+                .unwrap_or(std::time::Duration::from_secs(10));
+            if grace <= timeout {
+                problems.push(format!(
+                    "{name}: stop_grace_period {grace:?} does not exceed {variable} {timeout:?}"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -38,12 +38,16 @@ fn dockerfile_targets_run_the_binaries_on_their_ports_as_a_user() {
         let user = inherited(&stages, s, "USER").unwrap_or("root");
         let user = user.split(':').next().unwrap_or_default();
         assert!(!matches!(user, "root" | "0"), "{target} runs as {user}");
-        // The runtime chain ends in debian:bookworm-slim.
+        // The runtime chain ends in a Debian 12 (bookworm) slim image, pinned to a point release.
         let mut base = s;
         while let Some(parent) = stage(&stages, &base.base) {
             base = parent;
         }
-        assert_eq!(base.base, "debian:bookworm-slim", "{target}: runtime base");
+        assert!(
+            base.base.starts_with("debian:12.") && base.base.ends_with("-slim"),
+            "{target}: runtime base {}",
+            base.base
+        );
         if let Some(binary) = binary {
             let port = default_http_port(binary);
             assert_eq!(
@@ -80,7 +84,11 @@ fn dockerfile_targets_run_the_binaries_on_their_ports_as_a_user() {
 fn main_db_image_enables_logical_replication_with_wal2json() {
     let stages = dockerfile("main-db/Dockerfile");
     let last = stages.last().expect("a stage");
-    assert_eq!(last.base, "postgres:15-bookworm");
+    assert!(
+        last.base.starts_with("postgres:15.") && last.base.ends_with("-bookworm"),
+        "main-db base {}",
+        last.base
+    );
     let has = |keyword: &str, needle: &str| {
         last.instructions
             .iter()
