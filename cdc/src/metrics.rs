@@ -1,5 +1,6 @@
 //! Metric names of `cdc` (documented in `docs/metrics.md`).
 
+pub const BUILD_INFO: &str = "cdc_build_info";
 pub const EVENTS_PUBLISHED: &str = "cdc_events_published_total";
 pub const PUBLISHED_BYTES: &str = "cdc_published_bytes_total";
 pub const TRANSACTIONS: &str = "cdc_transactions_total";
@@ -16,16 +17,22 @@ pub const STREAMING: &str = "cdc_streaming";
 pub const BUCKETS: &[(&str, &[f64])] = &[(
     "_seconds",
     &[
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        60.0, 120.0, 300.0, 600.0, 1800.0,
     ],
 )];
 
 /// Registers descriptions once at start-up.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the label `version` is the cdc version running"
+    );
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     describe_counter!(
         EVENTS_PUBLISHED,
-        "Row change events acknowledged by Kafka, by op and table"
+        "Row change events acknowledged by Kafka, by op, table and topic"
     );
     describe_counter!(
         PUBLISHED_BYTES,

@@ -202,8 +202,13 @@ impl<'a, K: Sink> Pump<'a, K> {
         self.progress.acked(ack.ticket.txn);
         metrics::histogram!(m::PRODUCE_LATENCY).record(ack.latency.as_secs_f64());
         if let Some(table) = ack.table {
-            metrics::counter!(m::EVENTS_PUBLISHED, "op" => ack.action.as_str(), "table" => table.to_string())
-                .increment(1);
+            metrics::counter!(
+                m::EVENTS_PUBLISHED,
+                "op" => ack.action.op_label(),
+                "table" => table.to_string(),
+                "topic" => self.sink.topic(ack.shard).to_owned()
+            )
+            .increment(1);
         }
         metrics::counter!(m::PUBLISHED_BYTES).increment(ack.bytes as u64);
         Ok(())

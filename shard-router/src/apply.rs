@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use shared::{Lsn, RowOp};
+use shared::Lsn;
 
 use crate::batch::{AppliedPosition, Flush, Row};
 use crate::catalog::Catalog;
@@ -230,11 +230,7 @@ fn record_lag(rows: &[Row]) {
 fn count_rows(rows: &[Row]) {
     let mut counts: BTreeMap<(&TableName, &'static str), u64> = BTreeMap::new();
     for row in rows {
-        let op = match row.change.op {
-            RowOp::Insert { .. } => "insert",
-            RowOp::Update { .. } => "update",
-            RowOp::Delete { .. } => "delete",
-        };
+        let op = row.change.action().op_label();
         *counts.entry((&row.change.table, op)).or_default() += 1;
     }
     for ((table, op), n) in counts {

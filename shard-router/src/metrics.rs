@@ -1,6 +1,7 @@
 //! Metric names of `shard-router` (documented in `docs/metrics.md`). Labels come from small fixed sets:
 //! `table` (source tables), `op` (insert/update/delete/truncate), `kind` (error classes), `partition`.
 
+pub const BUILD_INFO: &str = "router_build_info";
 pub const ROWS_APPLIED: &str = "router_rows_applied_total";
 pub const TRANSACTIONS_APPLIED: &str = "router_transactions_applied_total";
 pub const FRAMES_SKIPPED: &str = "router_frames_skipped_total";
@@ -20,6 +21,7 @@ pub const BUCKETS: &[(&str, &[f64])] = &[
         "_seconds",
         &[
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
         ],
     ),
     (
@@ -33,6 +35,11 @@ pub const BUCKETS: &[(&str, &[f64])] = &[
 /// Registers descriptions once at start-up.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the label `version` is the shard-router version running"
+    );
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     describe_counter!(
         ROWS_APPLIED,
         "Row changes committed to the replica, by table and op"

@@ -53,6 +53,20 @@ impl Action {
         }
     }
 
+    /// The `op` label of both binaries' metrics: `insert`, `update`, `delete`, `truncate` for row
+    /// changes (`begin`, `commit`, `message` otherwise).
+    pub fn op_label(self) -> &'static str {
+        match self {
+            Action::Begin => "begin",
+            Action::Insert => "insert",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Truncate => "truncate",
+            Action::Commit => "commit",
+            Action::Message => "message",
+        }
+    }
+
     /// True for the actions that change rows of a table (`I`, `U`, `D`, `T`).
     pub fn is_row_change(self) -> bool {
         matches!(

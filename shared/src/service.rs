@@ -180,6 +180,9 @@ pub enum ServiceError {
     Metrics(#[from] metrics_exporter_prometheus::BuildError),
 }
 
+/// How often the `process_*` metrics are refreshed.
+const PROCESS_METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a long-running binary runs inside: the metrics recorder, `/healthz` `/readyz` `/metrics`,
 /// readiness, and the shutdown token cancelled by SIGTERM/SIGINT.
 pub struct Service {
@@ -203,6 +206,20 @@ impl Service {
         crate::shutdown::cancel_on_signal(shutdown.clone());
         let ready = Readiness::default();
         let http_stop = CancellationToken::new();
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, … refreshed
+        // every few seconds (as often as Prometheus scrapes, at most).
+        let collector = metrics_process::Collector::default();
+        collector.describe();
+        let stop = http_stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PROCESS_METRICS_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => collector.collect(),
+                }
+            }
+        });
         let http = crate::health::serve(addr, ready.clone(), handle, http_stop.clone()).await?;
         Ok(Service {
             shutdown,

@@ -113,6 +113,7 @@ impl Sink for FakeSink {
         self.acks.push_back(Ack {
             ticket,
             action: message.action,
+            shard: message.dest.shard,
             table: message.table.clone(),
             bytes: message.payload.len(),
             latency: Duration::ZERO,

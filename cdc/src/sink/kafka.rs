@@ -179,8 +179,12 @@ impl Sink for KafkaSink {
         match self.producer.send_result(record) {
             Ok(delivery) => {
                 let sent_at = Instant::now();
-                let (action, table, bytes) =
-                    (message.action, message.table.clone(), message.payload.len());
+                let (action, table, bytes, shard) = (
+                    message.action,
+                    message.table.clone(),
+                    message.payload.len(),
+                    message.dest.shard,
+                );
                 self.acks.push(
                     async move {
                         let result = match delivery.await {
@@ -198,6 +202,7 @@ impl Sink for KafkaSink {
                         Ack {
                             ticket,
                             action,
+                            shard,
                             table,
                             bytes,
                             latency: sent_at.elapsed(),

@@ -26,6 +26,8 @@ pub struct Ticket {
 pub struct Ack {
     pub ticket: Ticket,
     pub action: Action,
+    /// The shard whose topic took the message.
+    pub shard: usize,
     pub table: Option<Arc<str>>,
     pub bytes: usize,
     /// From hand-over to acknowledgement.

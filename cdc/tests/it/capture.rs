@@ -283,10 +283,18 @@ async fn kafka_stream_matches_wal2json_row_for_row() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let metrics = cdc.metrics();
-    assert!(
-        metrics.contains("cdc_events_published_total"),
-        "metrics missing:\n{metrics}"
-    );
+    for wanted in [
+        "cdc_events_published_total{op=\"insert\"",
+        "topic=\"",
+        "cdc_build_info{version=\"",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(
+            metrics.contains(wanted),
+            "no {wanted} in the metrics:\n{metrics}"
+        );
+    }
     assert_eq!(
         cdc.terminate(Duration::from_secs(30)),
         0,

@@ -354,6 +354,18 @@ async fn readyz_reports_kafka_gone() {
         .await
         .unwrap();
     converge(&source, &target, "t", &router).await;
+    let metrics = router.metrics();
+    for wanted in [
+        "router_build_info{version=\"",
+        "router_rows_applied_total{",
+        "op=\"insert\"",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            metrics.contains(wanted),
+            "no {wanted} in the metrics:\n{metrics}"
+        );
+    }
 
     drop(cdc);
     drop(broker);
