@@ -36,7 +36,7 @@ impl Drop for TracingGuard {
 
 /// Installs the global tracing subscriber: logs to stderr (`RUST_LOG` filters, default `info`) and,
 /// when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, spans exported
-/// over OTLP/gRPC. The standard `OTEL_*` variables apply (`OTEL_SERVICE_NAME`, default `service`;
+/// over OTLP, gRPC or HTTP/protobuf as `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` says. The standard `OTEL_*` variables apply (`OTEL_SERVICE_NAME`, default `service`;
 /// `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_TRACES_SAMPLER`, …). Must be called inside a Tokio runtime (the
 /// gRPC exporter needs one).
 pub fn init_tracing(format: LogFormat, service: &str) -> TracingGuard {
@@ -81,6 +81,34 @@ pub fn init_tracing(format: LogFormat, service: &str) -> TracingGuard {
     TracingGuard { provider }
 }
 
+/// The OTLP transports Cascade speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc` (the default here,
+/// port 4317) or `http/protobuf` (port 4318, `/v1/traces` appended to `OTEL_EXPORTER_OTLP_ENDPOINT`).
+/// `http/json` and anything else is refused by name rather than sent where nobody listens.
+fn otlp_protocol() -> Result<OtlpProtocol, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let (name, value) = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
+        Some(v) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", v),
+        None => match var("OTEL_EXPORTER_OTLP_PROTOCOL") {
+            Some(v) => ("OTEL_EXPORTER_OTLP_PROTOCOL", v),
+            None => return Ok(OtlpProtocol::Grpc),
+        },
+    };
+    match value.trim() {
+        "grpc" => Ok(OtlpProtocol::Grpc),
+        "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+        other => Err(format!(
+            "{name}={other:?} is not supported: use grpc or http/protobuf"
+        )),
+    }
+}
+
 fn otlp_provider(
     service: &str,
 ) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>, String> {
@@ -93,10 +121,19 @@ fn otlp_provider(
     if !configured {
         return Ok(None);
     }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let exporter = match otlp_protocol()? {
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build(),
+        OtlpProtocol::HttpProtobuf => {
+            use opentelemetry_otlp::WithExportConfig;
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .build()
+        }
+    }
+    .map_err(|e| e.to_string())?;
     let name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_owned());
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(name)

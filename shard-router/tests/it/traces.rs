@@ -1,6 +1,7 @@
 //! One committed transaction makes one trace: cdc's `send <topic>` span and the router's
 //! `process <topic>` span (its child, through the `traceparent` Kafka header) and `apply batch`
-//! database span, received by a real OTLP/gRPC receiver started here and decoded with the OTLP
+//! database span, received by an OTLP receiver started here — gRPC (tonic), and HTTP/protobuf
+//! (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, `POST /v1/traces`) — and decoded with the OTLP
 //! protobuf definitions.
 
 use std::collections::HashMap;
@@ -23,14 +24,10 @@ type Received = Arc<Mutex<Vec<(String, opentelemetry_proto::tonic::trace::v1::Sp
 #[derive(Clone, Default)]
 struct Collector(Received);
 
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+impl Collector {
+    fn record(&self, request: ExportTraceServiceRequest) {
         let mut spans = self.0.lock().unwrap();
-        for rs in request.into_inner().resource_spans {
+        for rs in request.resource_spans {
             let service = rs
                 .resource
                 .iter()
@@ -48,6 +45,99 @@ impl TraceService for Collector {
                 }
             }
         }
+    }
+
+    /// An OTLP/gRPC receiver on a free port; returns its endpoint.
+    fn serve_grpc(&self) -> String {
+        let port = testkit::free_port();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(self.clone()))
+                .serve(addr),
+        );
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// An OTLP/HTTP receiver (binary protobuf, `POST /v1/traces`) on a free port: HTTP/1.1 with
+    /// `Content-Length` bodies and keep-alive, which is what OTLP exporters send. Returns its
+    /// endpoint.
+    async fn serve_http(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let collector = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let collector = collector.clone();
+                tokio::spawn(async move { collector.http_connection(conn).await });
+            }
+        });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    async fn http_connection(&self, mut conn: tokio::net::TcpStream) {
+        use prost::Message;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = Vec::new();
+        loop {
+            let head_end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                let mut chunk = [0u8; 8192];
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while buf.len() < head_end + length {
+                let mut chunk = [0u8; 8192];
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let body: Vec<u8> = buf.drain(..head_end + length).skip(head_end).collect();
+            let status = if head.starts_with("POST /v1/traces ") {
+                match ExportTraceServiceRequest::decode(body.as_slice()) {
+                    Ok(request) => {
+                        self.record(request);
+                        "200 OK"
+                    }
+                    Err(_) => "400 Bad Request",
+                }
+            } else {
+                "404 Not Found"
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n"
+            );
+            if conn.write_all(response.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.record(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
@@ -69,17 +159,22 @@ fn attr(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_transaction_is_one_trace_from_cdc_to_the_router() {
     let collector = Collector::default();
+    let endpoint = collector.serve_grpc();
+    one_trace(collector, &endpoint, "grpc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_transaction_is_one_trace_over_otlp_http() {
+    let collector = Collector::default();
+    let endpoint = collector.serve_http().await;
+    one_trace(collector, &endpoint, "http/protobuf").await;
+}
+
+async fn one_trace(collector: Collector, endpoint: &str, protocol: &str) {
     let received = collector.0.clone();
-    let port = testkit::free_port();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector))
-            .serve(addr),
-    );
-    let endpoint = format!("http://127.0.0.1:{port}");
     let envs = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
 
@@ -155,7 +250,17 @@ async fn one_transaction_is_one_trace_from_cdc_to_the_router() {
             );
         }
     }
-    drop(router);
-    drop(cdc);
+    // Both exit cleanly, flushing their exporter, whichever transport it uses.
+    assert_eq!(
+        router.terminate(Duration::from_secs(30)),
+        0,
+        "router exit on SIGTERM ({protocol})"
+    );
+    let mut cdc = cdc;
+    assert_eq!(
+        cdc.terminate(Duration::from_secs(30)),
+        0,
+        "cdc exit on SIGTERM ({protocol})"
+    );
     testkit::drop_slot(&s.source_url, &name).await;
 }
