@@ -50,7 +50,10 @@ async fn serve(
         return Ok(());
     };
     let topic = config.topic();
-    let applier = Arc::new(Applier::new(replica, topic.clone())?);
+    let mut applier = Applier::new(replica, topic.clone())?;
+    applier.group = config.group_id();
+    applier.db_target = config.replica_url.db_target();
+    let applier = Arc::new(applier);
 
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let consumer = create_consumer(config, control_tx, health.clone())?;

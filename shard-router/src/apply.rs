@@ -19,6 +19,10 @@ use crate::sql::{self, TableDef, TableName};
 pub struct Applier<R = AnyReplica> {
     pub replica: R,
     pub topic: String,
+    /// The consumer group, for the spans' `messaging.consumer.group.name`.
+    pub group: String,
+    /// The replica's database and address, for the database spans.
+    pub db_target: crate::trace::DbTarget,
     catalog: RwLock<Catalog>,
     /// Serialises DDL so two partitions never create the same table at once.
     ddl: tokio::sync::Mutex<()>,
@@ -29,6 +33,8 @@ impl<R: Replica> Applier<R> {
         let catalog = Catalog::new(replica.dialect(), replica.collation())?;
         Ok(Applier {
             replica,
+            group: String::new(),
+            db_target: crate::trace::DbTarget::default(),
             topic,
             catalog: RwLock::new(catalog),
             ddl: tokio::sync::Mutex::new(()),

@@ -190,6 +190,26 @@ pub struct ReplicaUrl {
 }
 
 impl ReplicaUrl {
+    /// The database and server address, for spans (no user, no password).
+    pub fn db_target(&self) -> crate::trace::DbTarget {
+        let path = self.url.path().trim_start_matches('/');
+        let namespace = match self.dialect {
+            // The file, as the URL names it (`sqlite:///var/lib/r.db`, `sqlite://r.db`).
+            Dialect::Sqlite => format!(
+                "{}{}",
+                self.url.host_str().unwrap_or_default(),
+                self.url.path()
+            ),
+            _ => path.to_owned(),
+        };
+        let address = match (self.url.host_str(), self.url.port()) {
+            (Some(h), Some(p)) if self.dialect != Dialect::Sqlite => format!("{h}:{p}"),
+            (Some(h), None) if self.dialect != Dialect::Sqlite => h.to_owned(),
+            _ => String::new(),
+        };
+        crate::trace::DbTarget { namespace, address }
+    }
+
     /// The full URL, password included: only for opening the connection, never for printing.
     pub fn secret_url(&self) -> &url::Url {
         &self.url

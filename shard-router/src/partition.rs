@@ -205,6 +205,7 @@ impl<R: Replica> Task<R> {
             self.spans.frame(
                 change.action(),
                 &applier.topic,
+                &applier.group,
                 self.partition,
                 offset,
                 traceparent,
@@ -260,9 +261,11 @@ impl<R: Replica> Task<R> {
             !flush.rows.is_empty() || arrival.is_some() || flush.position != batch.applied();
         if needs_write {
             let applier = Arc::clone(&self.ctx.applier);
-            let span = self
-                .spans
-                .db_span(applier.replica.dialect().db_system(), flush.rows.len());
+            let span = self.spans.db_span(
+                applier.replica.db_system(),
+                &applier.db_target,
+                flush.rows.len(),
+            );
             let applied = self
                 .retry
                 .run("applying a batch", || {

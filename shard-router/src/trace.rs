@@ -23,6 +23,7 @@ impl FrameSpans {
         &mut self,
         action: Action,
         topic: &str,
+        group: &str,
         partition: i32,
         offset: i64,
         traceparent: Option<String>,
@@ -40,7 +41,8 @@ impl FrameSpans {
                     messaging.operation.type = "process",
                     messaging.operation.name = "process",
                     messaging.destination.name = topic,
-                    messaging.destination.partition.id = partition,
+                    messaging.destination.partition.id = %partition,
+                    messaging.consumer.group.name = group,
                     messaging.kafka.offset = offset,
                 );
                 shared::propagation::set_parent(&span, traceparent.as_deref());
@@ -62,7 +64,12 @@ impl FrameSpans {
     }
 
     /// The database span of one replica transaction of `rows` rows on a `db_system` replica.
-    pub fn db_span(&self, db_system: &'static str, rows: usize) -> tracing::Span {
+    pub fn db_span(
+        &self,
+        db_system: &'static str,
+        target: &DbTarget,
+        rows: usize,
+    ) -> tracing::Span {
         if !shared::telemetry::exporting_traces() {
             return tracing::Span::none();
         }
@@ -74,7 +81,10 @@ impl FrameSpans {
                 otel.name = "apply batch",
                 otel.kind = "client",
                 db.system.name = db_system,
-                db.operation.name = "apply",
+                db.operation.name = "BATCH apply",
+                db.operation.batch.size = rows,
+                db.namespace = target.namespace.as_str(),
+                server.address = target.address.as_str(),
                 cascade.rows = rows,
             ),
             None => tracing::info_span!(
@@ -82,7 +92,10 @@ impl FrameSpans {
                 otel.name = "apply batch",
                 otel.kind = "client",
                 db.system.name = db_system,
-                db.operation.name = "apply",
+                db.operation.name = "BATCH apply",
+                db.operation.batch.size = rows,
+                db.namespace = target.namespace.as_str(),
+                server.address = target.address.as_str(),
                 cascade.rows = rows,
             ),
         };
@@ -91,6 +104,15 @@ impl FrameSpans {
         }
         span
     }
+}
+
+/// Where the replica is, for the database spans' `db.namespace` and `server.address` (never its
+/// credentials).
+#[derive(Clone, Debug, Default)]
+pub struct DbTarget {
+    /// The database (PostgreSQL: database; MySQL: schema; SQLite: the file).
+    pub namespace: String,
+    pub address: String,
 }
 
 /// The `traceparent` header of a message, when traces are exported.

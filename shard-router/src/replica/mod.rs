@@ -48,6 +48,12 @@ pub trait Replica: Send + Sync + 'static {
     /// engines ignore it.
     fn collation(&self) -> &str;
 
+    /// `db.system.name` of the OpenTelemetry database conventions: `postgresql`, `sqlite`, `mysql`,
+    /// or `mariadb` when the MySQL-protocol server says it is one.
+    fn db_system(&self) -> &'static str {
+        self.dialect().db_system()
+    }
+
     /// Runs DDL statements one by one, outside any transaction. Another router (or partition)
     /// running the same DDL at the same time is not an error.
     fn run_ddl(
@@ -149,6 +155,14 @@ impl Replica for AnyReplica {
             AnyReplica::MySql(r) => r.dialect(),
             AnyReplica::Sqlite(r) => r.dialect(),
             AnyReplica::Postgres(r) => r.dialect(),
+        }
+    }
+
+    fn db_system(&self) -> &'static str {
+        match self {
+            AnyReplica::MySql(r) => r.db_system(),
+            AnyReplica::Sqlite(r) => r.db_system(),
+            AnyReplica::Postgres(r) => r.db_system(),
         }
     }
 

@@ -20,6 +20,7 @@ use crate::plan::Statement;
 pub struct MySqlReplica {
     sql: SqlPool<MySql>,
     collation: String,
+    mariadb: bool,
 }
 
 impl MySqlReplica {
@@ -52,12 +53,21 @@ impl MySqlReplica {
             .await
             .map_err(|e| RouterError::replica(format!("cannot connect to {url}"), e))?;
         let collation = collation(&pool).await?;
+        let version: String = sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| RouterError::replica("reading the server version", e))?;
+        let mariadb = version.to_ascii_lowercase().contains("mariadb");
         let sql = SqlPool {
             pool,
             dialect: Dialect::MySql,
         };
         sql.prepare().await?;
-        Ok(MySqlReplica { sql, collation })
+        Ok(MySqlReplica {
+            sql,
+            collation,
+            mariadb,
+        })
     }
 }
 
@@ -87,6 +97,14 @@ impl Replica for MySqlReplica {
 
     fn collation(&self) -> &str {
         &self.collation
+    }
+
+    fn db_system(&self) -> &'static str {
+        if self.mariadb {
+            "mariadb"
+        } else {
+            "mysql"
+        }
     }
 
     async fn run_ddl(&self, statements: &[String]) -> Result<(), RouterError> {

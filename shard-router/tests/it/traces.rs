@@ -232,6 +232,30 @@ async fn one_trace(collector: Collector, endpoint: &str, protocol: &str) {
     );
     assert_eq!(attr(&process, "messaging.destination.name"), Some(topic));
     assert_eq!(attr(&apply, "db.system.name").as_deref(), Some("sqlite"));
+    assert_eq!(
+        attr(&apply, "db.operation.batch.size").as_deref(),
+        Some("1")
+    );
+    assert!(
+        attr(&apply, "db.namespace").is_some_and(|n| !n.is_empty()),
+        "db.namespace"
+    );
+    // Semantic conventions: the partition id is a string, the consumer group is named.
+    let partition = process
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "messaging.destination.partition.id")
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.clone());
+    assert!(
+        matches!(partition, Some(Value::StringValue(_))),
+        "partition id as a string: {partition:?}"
+    );
+    assert!(
+        attr(&process, "messaging.consumer.group.name")
+            .is_some_and(|g| g.starts_with(&format!("{prefix}.main."))),
+        "consumer group name"
+    );
     // The transaction's span in cdc is the send span's parent, in the same trace.
     let spans = received.lock().unwrap().clone();
     let txn = spans
