@@ -303,7 +303,8 @@ impl<'a, K: Sink> Pump<'a, K> {
 }
 
 /// Now, in seconds since the Unix epoch.
-fn unix_now() -> f64 {
+/// Now, in Unix seconds (the unit of commit times).
+pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::error::CdcError;
 use crate::metrics as m;
 use crate::origin;
-use crate::pump::{Pump, PumpSettings};
+use crate::pump::{unix_now, Pump, PumpSettings};
 use crate::route::Router;
 use crate::sink::kafka::KafkaSink;
 use crate::sink::origin_log::OriginLog;
@@ -73,7 +73,11 @@ pub async fn supervise(
     let pending_since = across.pending_since.clone();
     let lag_stop = shutdown.child_token();
     let _stop_lag = lag_stop.clone().drop_guard();
-    tokio::spawn(poll_lag(config.clone(), pending_since.clone(), lag_stop));
+    tokio::spawn(poll_lag(
+        config.clone(),
+        Arc::clone(&pending_since),
+        lag_stop,
+    ));
     loop {
         let mut streamed = false;
         let outcome = session(
@@ -127,12 +131,6 @@ pub async fn supervise(
             _ = tokio::time::sleep(delay) => {}
         }
     }
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn waiting_for(error: &CdcError, config: &Config) -> String {

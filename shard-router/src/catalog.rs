@@ -148,21 +148,11 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         let pk = event_pk(row);
         for c in incoming(row) {
-            let Some((_, have)) = replica_types
+            if let Some((_, have)) = replica_types
                 .iter()
                 .find(|(name, _)| same_name(self.dialect, name, &c.name))
-            else {
-                continue;
-            };
-            let in_pk = pk.contains(&c.name.as_str());
-            let want = map_column(self.dialect, &c.type_name, c.typeoid, in_pk);
-            if modifier_conflict(have, &want.ddl) {
-                return Err(CatalogError::TypeChanged {
-                    table: row.table.clone(),
-                    column: c.name.clone(),
-                    old: have.clone(),
-                    new: c.type_name.clone(),
-                });
+            {
+                check_fits(self.dialect, &row.table, c, &pk, have)?;
             }
         }
         Ok(())
@@ -284,6 +274,32 @@ fn pk_indices(def: &TableDef, pk: &[&str]) -> Vec<usize> {
         .collect()
 }
 
+/// Refuses column `c` of `table` when a replica column of type `have` would round or truncate its
+/// values ([`modifier_conflict`] with the type the column maps to).
+fn check_fits(
+    dialect: Dialect,
+    table: &TableName,
+    c: &Column,
+    pk: &[&str],
+    have: &str,
+) -> Result<(), CatalogError> {
+    let want = map_column(
+        dialect,
+        &c.type_name,
+        c.typeoid,
+        pk.contains(&c.name.as_str()),
+    );
+    if modifier_conflict(have, &want.ddl) {
+        return Err(CatalogError::TypeChanged {
+            table: table.clone(),
+            column: c.name.clone(),
+            old: have.to_owned(),
+            new: c.type_name.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Follows a known column whose source type changed where the replica column still holds every
 /// value the same way (`integer` to `bigint` in SQLite's `INTEGER`, or where the replica refuses what
 /// does not fit); refuses one whose replica column would truncate or round ([`modifier_conflict`]).
@@ -305,20 +321,7 @@ fn retype_columns(
         if known.source_type == c.type_name {
             continue;
         }
-        let want = map_column(
-            dialect,
-            &c.type_name,
-            c.typeoid,
-            pk.contains(&c.name.as_str()),
-        );
-        if modifier_conflict(&known.ty.ddl, &want.ddl) {
-            return Err(CatalogError::TypeChanged {
-                table: table.clone(),
-                column: c.name.clone(),
-                old: known.ty.ddl.clone(),
-                new: c.type_name.clone(),
-            });
-        }
+        check_fits(dialect, table, c, pk, &known.ty.ddl)?;
         if let Some(known) = Arc::make_mut(&mut entry.def).columns.get_mut(i) {
             known.source_type = c.type_name.clone();
         }

@@ -57,21 +57,7 @@ async fn cdc_refuses_a_topic_whose_partition_count_changed() {
         r.unwrap_or_else(|(t, e)| panic!("the broker did not create {t}: {e}"));
     }
 
-    let (code, err) = run_cdc_to_exit(
-        &[
-            "--source-url",
-            &db_url,
-            "--kafka-brokers",
-            &s.kafka,
-            "--slot",
-            &name,
-            "--topic-prefix",
-            &prefix,
-            "--http-addr",
-            "127.0.0.1:0",
-        ],
-        Duration::from_secs(60),
-    );
+    let (code, err) = run_cdc_on(&s, &db_url, &name, &prefix);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(&format!(

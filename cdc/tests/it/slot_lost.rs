@@ -21,24 +21,6 @@ async fn slot_exists(url: &str, slot: &str) -> bool {
         .is_some()
 }
 
-fn run_cdc(s: &Services, db_url: &str, slot: &str, prefix: &str) -> (i32, String) {
-    run_cdc_to_exit(
-        &[
-            "--source-url",
-            db_url,
-            "--kafka-brokers",
-            &s.kafka,
-            "--slot",
-            slot,
-            "--topic-prefix",
-            prefix,
-            "--http-addr",
-            "127.0.0.1:0",
-        ],
-        Duration::from_secs(60),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_slot_stops_cdc_instead_of_being_recreated() {
     let s = services();
@@ -82,7 +64,7 @@ async fn a_dropped_slot_stops_cdc_instead_of_being_recreated() {
         .unwrap();
 
     // cdc refuses, names the slot, the loss and the recovery, and creates nothing.
-    let (code, err) = run_cdc(&s, &db_url, &slot, &prefix);
+    let (code, err) = run_cdc_on(&s, &db_url, &slot, &prefix);
     assert_eq!(code, 1, "{err}");
     for needle in [
         format!("replication slot \"{slot}\" is missing"),
@@ -101,7 +83,7 @@ async fn a_dropped_slot_stops_cdc_instead_of_being_recreated() {
     // Another slot name on the same topics: no origin record for it, but the shard topic holds
     // records, so this is not a first run either.
     let other = unique("cdc");
-    let (code, err) = run_cdc(&s, &db_url, &other, &prefix);
+    let (code, err) = run_cdc_on(&s, &db_url, &other, &prefix);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(&format!("topic {prefix}.main partition")) && err.contains("holds records"),
@@ -169,7 +151,7 @@ async fn a_slot_recorded_for_another_server_is_refused() {
         .await
         .unwrap();
 
-    let (code, err) = run_cdc(&s, &db_url, &foreign, &prefix);
+    let (code, err) = run_cdc_on(&s, &db_url, &foreign, &prefix);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("another PostgreSQL server") && err.contains("1234567890123456789"),

@@ -462,3 +462,23 @@ pub fn assert_wal_order(
         }
     }
 }
+
+/// Runs cdc on `slot` and `prefix` with the standard flags until it exits (for the refusals);
+/// returns (exit code, stderr).
+pub fn run_cdc_on(s: &Services, db_url: &str, slot: &str, prefix: &str) -> (i32, String) {
+    run_cdc_to_exit(
+        &[
+            "--source-url",
+            db_url,
+            "--kafka-brokers",
+            &s.kafka,
+            "--slot",
+            slot,
+            "--topic-prefix",
+            prefix,
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+        Duration::from_secs(60),
+    )
+}
