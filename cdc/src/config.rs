@@ -15,7 +15,7 @@ use shared::telemetry::LogFormat;
     version,
     about,
     long_about = None,
-    after_help = "Other commands:\n  cdc suggest-transforms --source-url URL   print transform rules for columns that look like personal data (see its --help)"
+    after_help = "Other commands:\n  cdc setup --source-url URL [--apply]      check (and fix) what the source needs (see its --help)\n  cdc snapshot --source-url URL --table T   ask the running cdc to copy a table again (see its --help)\n  cdc suggest-transforms --source-url URL   print transform rules for columns that look like personal data (see its --help)"
 )]
 pub struct Config {
     /// PostgreSQL source, as a URL: postgres://user:password@host:port/database. The user needs the
@@ -97,6 +97,17 @@ pub struct Config {
     #[arg(long, env = "CDC_MAX_BACKOFF", default_value = "30s", value_parser = humantime::parse_duration)]
     pub max_backoff: Duration,
 
+    /// Whether to copy the rows the tables already hold when cdc creates its slot (the first run):
+    /// `initial` copies every table the stream captures into the same topics and partitions, chunk by
+    /// chunk, while streaming goes on; `never` streams only what changes afterwards.
+    #[arg(long, env = "CDC_SNAPSHOT", value_enum, default_value_t = crate::snapshot::SnapshotMode::Initial)]
+    pub snapshot: crate::snapshot::SnapshotMode,
+
+    /// Rows per snapshot chunk (one read of the source between two watermarks; the chunk is held in
+    /// memory until the stream reaches its high watermark).
+    #[arg(long, env = "CDC_SNAPSHOT_CHUNK_ROWS", default_value_t = 10_000)]
+    pub snapshot_chunk_rows: usize,
+
     /// On SIGTERM/SIGINT, how long to wait for Kafka to acknowledge what is in flight.
     #[arg(long, env = "CDC_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -140,6 +151,12 @@ impl Config {
             return Err(field_error(
                 "--transform-key/CASCADE_TRANSFORM_KEY",
                 "is empty",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.snapshot_chunk_rows) {
+            return Err(field_error(
+                "--snapshot-chunk-rows/CDC_SNAPSHOT_CHUNK_ROWS",
+                format!("{} is not between 1 and 1000000", self.snapshot_chunk_rows),
             ));
         }
         if !is_valid_slot_name(&self.slot) {

@@ -96,6 +96,10 @@ pub enum CdcError {
     /// Sharded tables whose updates and deletes would lack their shard key; cdc exits 2 naming them.
     #[error("the source is not ready for the routing file")]
     ShardKeyNotInIdentity(#[source] shared::service::Invalid),
+    /// A snapshot could not be requested or did not finish (`cdc snapshot`), or cdc cannot queue
+    /// its initial snapshot.
+    #[error("{0}")]
+    Snapshot(String),
     /// `cdc setup` found items that are not in place.
     #[error("{remaining} item(s) of the checklist above are not in place")]
     SetupIncomplete { remaining: usize },
@@ -186,6 +190,7 @@ impl CdcError {
             | CdcError::PartitionsChanged { .. }
             | CdcError::ShardKeyNotInIdentity(_)
             | CdcError::SetupIncomplete { .. }
+            | CdcError::Snapshot(_)
             | CdcError::Decode { .. }
             | CdcError::Routing { .. }
             | CdcError::Transform { .. }
@@ -210,6 +215,7 @@ impl CdcError {
             | CdcError::ShardKeyNotInIdentity(_)
             | CdcError::SetupIncomplete { .. } => "source_config",
             CdcError::SlotLost { .. } => "slot_lost",
+            CdcError::Snapshot(_) => "snapshot",
             CdcError::PartitionsChanged { .. } => "partitions_changed",
             CdcError::SlotBusy { .. } => "slot_busy",
             CdcError::Decode { .. } | CdcError::MessageTooLarge { .. } => "decode",

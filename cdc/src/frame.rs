@@ -244,6 +244,7 @@ mod tests {
             nextlsn: Lsn(200 + xid),
             timestamp: None,
             messages: None,
+            snapshot: None,
         }
     }
 

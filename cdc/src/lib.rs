@@ -22,6 +22,7 @@ pub mod replica_identity;
 pub mod route;
 pub mod setup;
 pub mod sink;
+pub mod snapshot;
 pub mod supervisor;
 pub mod trace;
 pub mod transform;

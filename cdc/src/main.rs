@@ -13,6 +13,20 @@ fn main() -> ExitCode {
             cdc::transform::suggest::run,
         );
     }
+    if std::env::args().nth(1).as_deref() == Some("snapshot") {
+        let args: cdc::snapshot::command::SnapshotArgs =
+            shared::service::parse_args(std::env::args_os().skip(1));
+        return shared::service::run(
+            "cdc snapshot",
+            shared::telemetry::LogFormat::Text,
+            || {
+                let table = args.table().map_err(Invalid::configuration)?;
+                args.check_shard().map_err(Invalid::routing_file)?;
+                Ok((args, table))
+            },
+            |(args, table)| cdc::snapshot::command::run(args, table),
+        );
+    }
     if std::env::args().nth(1).as_deref() == Some("setup") {
         let args: cdc::setup::SetupArgs = shared::service::parse_args(std::env::args_os().skip(1));
         return shared::service::run(

@@ -12,6 +12,11 @@ pub const REPLICATION_LAG_SECONDS: &str = "cdc_replication_lag_seconds";
 pub const SLOT_RETAINED_WAL_BYTES: &str = "cdc_slot_retained_wal_bytes";
 pub const ERRORS: &str = "cdc_errors_total";
 pub const STREAMING: &str = "cdc_streaming";
+pub const SNAPSHOT_ROWS: &str = "cdc_snapshot_rows_total";
+pub const SNAPSHOT_ROWS_REMAINING: &str = "cdc_snapshot_rows_remaining";
+pub const SNAPSHOT_TABLES: &str = "cdc_snapshot_tables_total";
+pub const SNAPSHOT_REQUESTS_PENDING: &str = "cdc_snapshot_requests_pending";
+pub const SNAPSHOT_CHUNK_RETRIES: &str = "cdc_snapshot_chunk_retries_total";
 
 /// Histogram buckets by metric-name suffix.
 pub const BUCKETS: &[(&str, &[f64])] = &[(
@@ -78,5 +83,25 @@ pub fn describe() {
     describe_gauge!(
         STREAMING,
         "1 while streaming from PostgreSQL into Kafka, 0 otherwise"
+    );
+    describe_counter!(
+        SNAPSHOT_ROWS,
+        "Rows copied by snapshots and acknowledged by Kafka, by table"
+    );
+    describe_gauge!(
+        SNAPSHOT_ROWS_REMAINING,
+        "Rows of the table being copied not copied yet (from the planner's row estimate), by table"
+    );
+    describe_counter!(
+        SNAPSHOT_TABLES,
+        "Snapshot requests finished, by result (done, failed)"
+    );
+    describe_gauge!(
+        SNAPSHOT_REQUESTS_PENDING,
+        "Snapshot requests not finished (the one being copied included)"
+    );
+    describe_counter!(
+        SNAPSHOT_CHUNK_RETRIES,
+        "Snapshot chunks read again, by reason (a commit raced the read, a truncate between the watermarks, ...)"
     );
 }

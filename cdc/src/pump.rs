@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::{Change, Lsn};
+use shared::{Change, Lsn, TxnBoundary};
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::{Captured, ChangeSource, StandbyStatus};
@@ -21,6 +21,7 @@ use crate::metrics as m;
 use crate::progress::{Progress, TxnId};
 use crate::route::Router;
 use crate::sink::{Ack, SendError, Sink, Ticket};
+use crate::snapshot::{Chunk, Coordinator};
 use crate::trace::TxnTrace;
 use crate::transform::Transforms;
 
@@ -60,6 +61,8 @@ pub struct Pump<'a, K> {
     pending_since: Arc<AtomicU64>,
     /// Committed transactions not yet confirmed: their end LSN and commit time (Unix seconds).
     commit_times: VecDeque<(Lsn, f64)>,
+    /// Snapshots: signal rows, watermarks, and chunks to publish (see [`crate::snapshot`]).
+    snapshot: Option<Coordinator>,
 }
 
 impl<'a, K: Sink> Pump<'a, K> {
@@ -86,7 +89,14 @@ impl<'a, K: Sink> Pump<'a, K> {
             reported: Lsn::ZERO,
             pending_since,
             commit_times: VecDeque::new(),
+            snapshot: None,
         }
+    }
+
+    /// Takes part in snapshots through `coordinator`.
+    pub fn with_snapshots(mut self, coordinator: Coordinator) -> Self {
+        self.snapshot = Some(coordinator);
+        self
     }
 
     /// The position confirmed safe so far.
@@ -200,6 +210,9 @@ impl<'a, K: Sink> Pump<'a, K> {
     fn on_ack(&mut self, ack: Ack) -> Result<(), CdcError> {
         ack.result?;
         self.progress.acked(ack.ticket.txn);
+        if let Some(c) = self.snapshot.as_mut() {
+            c.acked(ack.ticket.txn);
+        }
         metrics::histogram!(m::PRODUCE_LATENCY).record(ack.latency.as_secs_f64());
         if let Some(table) = ack.table {
             metrics::counter!(
@@ -226,7 +239,17 @@ impl<'a, K: Sink> Pump<'a, K> {
                     trace,
                 });
             }
+            Change::Row(row) if Coordinator::is_signal(&row.table) => {
+                // cascade's own table: a request for the snapshot runner, never published.
+                if let Some(c) = self.snapshot.as_ref() {
+                    c.signal_row(&row);
+                }
+            }
+            Change::Truncate(t) if Coordinator::is_signal(&t.table) => {}
             Change::Row(row) => {
+                if let Some(c) = self.snapshot.as_mut() {
+                    c.observe(&row);
+                }
                 // The shard is chosen from the original values, the key from the transformed ones.
                 for mut routed in self.router.route(row)? {
                     self.transforms.apply(&mut routed, &self.router)?;
@@ -235,6 +258,9 @@ impl<'a, K: Sink> Pump<'a, K> {
                 self.flush_out().await?;
             }
             Change::Truncate(truncate) => {
+                if let Some(c) = self.snapshot.as_mut() {
+                    c.observe_truncate(&truncate.table);
+                }
                 let dests = self.router.route_truncate(&truncate.table, at)?;
                 self.framer.truncate(truncate, &dests, at, &mut self.out)?;
                 self.flush_out().await?;
@@ -242,6 +268,11 @@ impl<'a, K: Sink> Pump<'a, K> {
             Change::Commit(txn) => {
                 let end = txn.nextlsn;
                 let commit_time = txn.commit_time_unix();
+                let ready = self.snapshot.as_mut().and_then(|c| {
+                    c.committed(txn.xid);
+                    c.take_ready()
+                });
+                let high = ready.is_some().then(|| txn.clone());
                 self.framer.commit(txn, at, &mut self.out)?;
                 self.flush_out().await?;
                 if let Some(open) = self.open.take() {
@@ -254,10 +285,67 @@ impl<'a, K: Sink> Pump<'a, K> {
                     self.commit_times.push_back((end, t));
                 }
                 metrics::counter!(m::TRANSACTIONS).increment(1);
+                if let (Some(chunk), Some(high)) = (ready, high) {
+                    self.publish_chunk(chunk, high, at).await?;
+                }
             }
-            Change::Message(_) => {
-                tracing::debug!(lsn = %at, "ignoring a logical decoding message (not a row change)");
+            Change::Message(message) => match self.snapshot.as_mut() {
+                Some(c) if message.prefix == crate::snapshot::MESSAGE_PREFIX => {
+                    c.message(&message.prefix, &message.content)
+                }
+                _ => {
+                    tracing::debug!(lsn = %at, "ignoring a logical decoding message (not a row change)")
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Publishes a snapshot chunk right after its high watermark's transaction (`high`): one frame per
+    /// partition it reaches, at the watermark's position, marked with the request id.
+    async fn publish_chunk(
+        &mut self,
+        chunk: Chunk,
+        high: TxnBoundary,
+        at: Lsn,
+    ) -> Result<(), CdcError> {
+        let boundary = TxnBoundary {
+            xid: 0,
+            messages: None,
+            snapshot: u64::try_from(chunk.request).ok(),
+            ..high
+        };
+        let trace = TxnTrace::begin(&boundary, self.router.shards());
+        self.framer.begin(boundary.clone(), at)?;
+        let id = self.progress.begin();
+        self.open = Some(OpenTxn { id, xid: 0, trace });
+        if let Some(c) = self.snapshot.as_mut() {
+            c.publishing(id, chunk.token);
+        }
+        let mut rows = 0u64;
+        for mut row in chunk.rows {
+            row.origin.lsn = Some(boundary.lsn);
+            row.origin.timestamp.clone_from(&boundary.timestamp);
+            for mut routed in self.router.route(row)? {
+                if let Some(shard) = chunk.shard {
+                    routed.dests.retain(|d| d.shard == shard);
+                    if routed.dests.is_empty() {
+                        continue;
+                    }
+                }
+                self.transforms.apply(&mut routed, &self.router)?;
+                self.framer.row(routed, at, &mut self.out)?;
+                rows += 1;
             }
+            self.flush_out().await?;
+        }
+        let end = boundary.nextlsn;
+        self.framer.commit(boundary, at, &mut self.out)?;
+        self.flush_out().await?;
+        self.open = None;
+        self.progress.commit(id, end);
+        if let Some(c) = self.snapshot.as_mut() {
+            c.sealed(rows);
         }
         Ok(())
     }
@@ -285,6 +373,9 @@ impl<'a, K: Sink> Pump<'a, K> {
             match self.sink.send(message, ticket, trace) {
                 Ok(()) => {
                     self.progress.sent(ticket.txn);
+                    if let Some(c) = self.snapshot.as_mut() {
+                        c.sent(ticket.txn);
+                    }
                     i += 1;
                 }
                 Err(SendError::Full) => match self.sink.next_ack().await {

@@ -27,6 +27,7 @@ use crate::route::Router;
 use crate::sink::kafka::KafkaSink;
 use crate::sink::origin_log::OriginLog;
 use crate::sink::Sink;
+use crate::snapshot::{self, SnapshotMode};
 use crate::transform::Transforms;
 use shared::service::error_chain;
 
@@ -169,7 +170,25 @@ async fn session(
         _ = shutdown.cancelled() => return Ok(()),
         r = KafkaSink::connect(config, topics, CONNECT_TIMEOUT) => r?,
     };
-    let state = ensure_slot(config, &sql, &sink, preflight.slot, &source_id).await?;
+    let signal_table = match snapshot::signal::ensure(&sql).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(
+                error = %error_chain(&error),
+                "cannot create cascade.snapshot_requests on the source: snapshots are off (run `cdc setup --apply` with a privileged account)"
+            );
+            false
+        }
+    };
+    let state = ensure_slot(
+        config,
+        &sql,
+        &sink,
+        preflight.slot,
+        &source_id,
+        signal_table,
+    )
+    .await?;
     let stream = start_stream(config, &target, &sql, caps).await?;
     let mut source = Wal2JsonSource::new(stream);
     let start = state.confirmed_flush.unwrap_or(Lsn::ZERO);
@@ -200,6 +219,29 @@ async fn session(
         start,
         across.pending_since.clone(),
     );
+    // The snapshot runner lives as long as this session: what it has not recorded as copied, the
+    // next session copies again.
+    let runner_stop = shutdown.child_token();
+    let _stop_runner = runner_stop.clone().drop_guard();
+    if signal_table {
+        let session = session_nonce();
+        let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel(1);
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        pump = pump.with_snapshots(snapshot::Coordinator::new(session, chunks_rx, events_tx));
+        let settings = snapshot::runner::RunnerSettings {
+            pg: config.source_url.pg_config().clone(),
+            target: target.clone(),
+            slot: config.slot.clone(),
+            chunk_rows: config.snapshot_chunk_rows,
+            numeric_as_string: caps.numeric_as_string.unwrap_or(false),
+            shards: shards.shards().to_vec(),
+            session,
+            max_backoff: config.max_backoff,
+        };
+        let runner =
+            snapshot::runner::Runner::new(settings, chunks_tx, events_rx, runner_stop.clone());
+        tokio::spawn(runner.run());
+    }
     let result = pump.run(&mut source, shutdown).await;
     let result = match result {
         Ok(()) => pump.drain(&mut source, config.shutdown_timeout).await,
@@ -207,6 +249,16 @@ async fn session(
     };
     source.close().await;
     result
+}
+
+/// A token prefix no earlier session of any cdc process is likely to have used (see
+/// [`snapshot::Coordinator`]).
+fn session_nonce() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mixed = nanos ^ (u64::from(std::process::id()) << 20) ^ (nanos >> 32);
+    (mixed & 0xffff_ffff).max(1)
 }
 
 /// Applies [`origin::decide`]: streams from the existing slot, or creates it on the first run for this
@@ -218,6 +270,7 @@ async fn ensure_slot(
     sink: &KafkaSink,
     existing: Option<slot::SlotState>,
     source: &origin::SourceId,
+    signal_table: bool,
 ) -> Result<slot::SlotState, CdcError> {
     let log = OriginLog::open(config, CONNECT_TIMEOUT).await?;
     let record = log.read(&config.slot, CONNECT_TIMEOUT).await?;
@@ -258,7 +311,12 @@ async fn ensure_slot(
     let state = match (plan, existing) {
         (origin::Plan::Stream, Some(state)) => return Ok(state),
         (origin::Plan::RecordThenStream, Some(state)) => state,
-        _ => slot::create(sql, &config.slot).await?,
+        _ => {
+            if config.snapshot == SnapshotMode::Initial {
+                queue_initial_snapshot(config, sql, signal_table).await?;
+            }
+            slot::create(sql, &config.slot).await?
+        }
     };
     let created_at = state
         .created
@@ -279,6 +337,31 @@ async fn ensure_slot(
         "origin record written"
     );
     Ok(state)
+}
+
+/// Queues the copy of every table the stream captures, before the slot exists (see
+/// [`snapshot::signal::request_initial`]).
+async fn queue_initial_snapshot(
+    config: &Config,
+    sql: &tokio_postgres::Client,
+    signal_table: bool,
+) -> Result<(), CdcError> {
+    if !signal_table {
+        return Err(CdcError::Snapshot(
+            "--snapshot initial needs the table cascade.snapshot_requests on the source, which this user cannot \
+             create: run `cdc setup --apply` with a privileged account, or start with --snapshot never to stream \
+             only what changes from now on"
+                .into(),
+        ));
+    }
+    let tables = snapshot::reader::all_tables(sql).await?;
+    snapshot::signal::request_initial(sql, &config.slot, &tables).await?;
+    tracing::info!(
+        slot = %config.slot,
+        tables = tables.len(),
+        "initial snapshot queued: every table is copied while streaming (--snapshot never turns this off)"
+    );
+    Ok(())
 }
 
 /// Connects for replication and starts streaming, learning whether wal2json takes

@@ -452,6 +452,7 @@ mod tests {
             nextlsn: Lsn(lsn + 1),
             timestamp: None,
             messages: None,
+            snapshot: None,
         };
         let origin = Origin {
             lsn: Some(Lsn(lsn)),

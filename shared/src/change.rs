@@ -148,6 +148,11 @@ pub struct TxnBoundary {
     /// its `B` and this `C` (row changes and truncates), so a consumer can tell a whole frame from one
     /// that lost a message. None on `B` and on a `C` as wal2json prints it.
     pub messages: Option<u64>,
+    /// On the `B` and `C` of a snapshot chunk (rows cdc copied from a table rather than read from the
+    /// WAL): the id of the snapshot request in the source's `cascade.snapshot_requests`. Such a frame
+    /// has `xid` 0 and the LSN of the high watermark it was published at. None for a source
+    /// transaction.
+    pub snapshot: Option<u64>,
 }
 
 impl TxnBoundary {

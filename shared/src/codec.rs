@@ -68,6 +68,8 @@ struct Wire<C, P, S> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     partitions: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    snapshot: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     schema: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     table: Option<S>,
@@ -98,6 +100,7 @@ impl<'a> BorrowedWire<'a> {
             nextlsn: None,
             messages: None,
             partitions: None,
+            snapshot: None,
             schema: None,
             table: None,
             columns: None,
@@ -124,6 +127,7 @@ pub fn encode_into(change: &Change, out: &mut Vec<u8>) {
         Change::Begin(t) | Change::Commit(t) => Wire {
             nextlsn: Some(t.nextlsn),
             messages: t.messages,
+            snapshot: t.snapshot,
             xid: Some(t.xid),
             timestamp: t.timestamp.as_deref(),
             lsn: Some(t.lsn),
@@ -203,6 +207,7 @@ pub fn decode(payload: &[u8]) -> Result<Change, DecodeError> {
                     .ok_or_else(|| missing("nextlsn (is include-lsn on?)"))?,
                 timestamp: origin.timestamp,
                 messages: wire.messages,
+                snapshot: wire.snapshot,
             };
             if action == Action::Begin {
                 Change::Begin(boundary)
@@ -249,7 +254,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const LINES: [&str; 8] = [
+    const LINES: [&str; 9] = [
         r#"{"action":"B","xid":726,"timestamp":"2026-11-21 20:03:00.767411+00","lsn":"0/1947E28","nextlsn":"0/1948458"}"#,
         r#"{"action":"I","xid":727,"timestamp":"2026-11-21 20:03:00.783386+00","lsn":"0/1948458","schema":"public","table":"t","columns":[{"name":"n","type":"numeric(30,10)","typeoid":1700,"value":12345678901234567890.0123456789},{"name":"s","type":"text","typeoid":25,"value":"q\"uo'te\\ ü"},{"name":"x","type":"text","typeoid":25,"value":null}],"pk":[{"name":"id","type":"integer","typeoid":23}]}"#,
         r#"{"action":"U","xid":732,"lsn":"0/194D8F0","schema":"public","table":"t2","columns":[{"name":"id","type":"integer","typeoid":23,"value":3}],"identity":[{"name":"id","type":"integer","typeoid":23,"value":1}],"pk":[{"name":"id","type":"integer","typeoid":23}]}"#,
@@ -258,6 +263,7 @@ mod tests {
         r#"{"action":"T","xid":731,"lsn":"0/1949550","schema":"public","table":"t"}"#,
         r#"{"action":"C","xid":726,"timestamp":"2026-11-21 20:03:00.767411+00","lsn":"0/1947E28","nextlsn":"0/1948458"}"#,
         r#"{"action":"M","transactional":false,"prefix":"p","content":"hello"}"#,
+        r#"{"action":"C","xid":0,"timestamp":"2026-12-02 03:35:05.408841+00","lsn":"0/1942BC0","nextlsn":"0/1942BC1","messages":2,"snapshot":7}"#,
     ];
 
     #[test]
@@ -273,7 +279,7 @@ mod tests {
             .collect();
         assert_eq!(
             actions,
-            vec![Begin, Insert, Update, Update, Delete, Truncate, Commit, Message]
+            vec![Begin, Insert, Update, Update, Delete, Truncate, Commit, Message, Commit]
         );
     }
 
