@@ -92,7 +92,12 @@ impl SnapshotArgs {
 
 pub async fn run(args: SnapshotArgs, table: TableName) -> Result<(), CdcError> {
     let target = args.source_url.target();
-    let sql = connect_sql(args.source_url.pg_config(), &target, Duration::from_secs(10)).await?;
+    let sql = connect_sql(
+        args.source_url.pg_config(),
+        &target,
+        Duration::from_secs(10),
+    )
+    .await?;
     reader::pin_settings(&sql).await?;
     let refuse = |reason: String| CdcError::Snapshot(reason);
     let shape = reader::shape(&sql, &table)
@@ -205,14 +210,8 @@ mod tests {
 
     #[test]
     fn tables_are_schema_qualified() {
-        assert_eq!(
-            args("s.t").table().unwrap(),
-            TableName::new("s", "t")
-        );
-        assert_eq!(
-            args("t").table().unwrap(),
-            TableName::new("public", "t")
-        );
+        assert_eq!(args("s.t").table().unwrap(), TableName::new("s", "t"));
+        assert_eq!(args("t").table().unwrap(), TableName::new("public", "t"));
         let e = args(".t").table().unwrap_err();
         assert!(e.to_string().contains("--table"), "{e}");
     }

@@ -288,7 +288,11 @@ impl Coordinator {
         let xid = xid as u32;
         if self.recent.len() == RECENT_XIDS {
             if let Some(old) = self.recent.pop_front() {
-                if self.recent_seq.get(&old).is_some_and(|&s| s + RECENT_XIDS as u64 <= self.seq) {
+                if self
+                    .recent_seq
+                    .get(&old)
+                    .is_some_and(|&s| s + RECENT_XIDS as u64 <= self.seq)
+                {
                     self.recent_seq.remove(&old);
                 }
             }

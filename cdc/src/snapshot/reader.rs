@@ -130,6 +130,20 @@ pub async fn shape(sql: &Client, table: &TableName) -> Result<Option<Shape>, Cdc
     Ok(Some(shape))
 }
 
+/// Whether the table holds no row.
+pub async fn is_empty(sql: &Client, shape: &Shape) -> Result<bool, CdcError> {
+    let query = format!(
+        "SELECT NOT EXISTS (SELECT 1 FROM {}.{})",
+        escape_identifier(&shape.table.schema),
+        escape_identifier(&shape.table.name)
+    );
+    let row = sql
+        .query_one(&query, &[])
+        .await
+        .map_err(query_error("looking into a table"))?;
+    Ok(row.get(0))
+}
+
 /// The rows of one chunk, and where the next one starts.
 #[derive(Debug)]
 pub struct ChunkRows {

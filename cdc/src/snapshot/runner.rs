@@ -108,7 +108,8 @@ impl Runner {
     }
 
     async fn session(&mut self) -> Result<(), CdcError> {
-        let sql = slot::connect_sql(&self.settings.pg, &self.settings.target, CONNECT_TIMEOUT).await?;
+        let sql =
+            slot::connect_sql(&self.settings.pg, &self.settings.target, CONNECT_TIMEOUT).await?;
         reader::pin_settings(&sql).await?;
         if !signal::exists(&sql).await? {
             tracing::info!("no cascade.snapshot_requests table on the source: on-demand snapshots are off (cdc setup --apply creates it)");
@@ -172,12 +173,22 @@ impl Runner {
     async fn copy(&mut self, sql: &Client, request: &Request) -> Result<(), Stop> {
         let shape = match reader::shape(sql, &request.table).await? {
             Some(shape) => shape,
-            None => return Err(Stop::Failed(format!("table {} does not exist", request.table))),
+            None => {
+                return Err(Stop::Failed(format!(
+                    "table {} does not exist",
+                    request.table
+                )))
+            }
         };
         if shape.pk.is_empty() {
+            if reader::is_empty(sql, &shape).await? {
+                tracing::info!(request = request.id, table = %request.table, "nothing to copy: the table is empty");
+                return Ok(());
+            }
             return Err(Stop::Failed(format!(
                 "table {} has no primary key: cdc copies a table in key order and reconciles it with the stream by key, \
-                 so it cannot copy this one (add a primary key, or load this table on the replicas by hand)",
+                 so it cannot copy this table's rows (its changes are streamed all the same); add a primary key and \
+                 request it again with `cdc snapshot`, or load its existing rows on the replicas by hand",
                 request.table
             )));
         }

@@ -159,7 +159,11 @@ pub async fn unfinished(sql: &Client, slot: &str) -> Result<Vec<Request>, CdcErr
 }
 
 /// One request of `slot` if it is unfinished.
-pub async fn unfinished_one(sql: &Client, slot: &str, id: i64) -> Result<Option<Request>, CdcError> {
+pub async fn unfinished_one(
+    sql: &Client,
+    slot: &str,
+    id: i64,
+) -> Result<Option<Request>, CdcError> {
     let row = sql
         .query_opt(
             &format!(

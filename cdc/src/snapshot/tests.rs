@@ -120,7 +120,10 @@ fn a_truncate_between_the_watermarks_sends_the_chunk_back() {
     assert!(r.c.take_ready().is_none());
     assert!(matches!(
         r.events.try_recv().unwrap(),
-        Event::Retry { reason: "the table was truncated", .. }
+        Event::Retry {
+            reason: "the table was truncated",
+            ..
+        }
     ));
 }
 
@@ -150,7 +153,10 @@ fn a_chunk_is_published_once_every_message_is_acknowledged() {
     r.c.sent(txn);
     r.c.acked(txn);
     r.c.sealed(2);
-    assert!(r.events.try_recv().is_err(), "one message still unacknowledged");
+    assert!(
+        r.events.try_recv().is_err(),
+        "one message still unacknowledged"
+    );
     r.c.acked(txn);
     assert_eq!(
         r.events.try_recv().unwrap(),

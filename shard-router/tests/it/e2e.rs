@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-const SCHEMA: &str = r#"
+pub(crate) const SCHEMA: &str = r#"
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE TABLE all_types (
     id bigint PRIMARY KEY,
@@ -41,7 +41,7 @@ const TABLES: &[&str] = &[
 ];
 
 /// Before the router is killed.
-const WORKLOAD_1: &[&str] = &[
+pub(crate) const WORKLOAD_1: &[&str] = &[
     r#"INSERT INTO all_types VALUES (1, -32768, 2147483647, -9223372036854775808,
         12345678901234567890.0123456789, 3.4028235e38, 1.7976931348623157e308,
         'héllo 世界 🎉 it''s "quoted" and back\slashed', 'varchar ü', true,
@@ -90,7 +90,7 @@ const WORKLOAD_3: &[&str] = &[
     "UPDATE all_types SET jb = '[1, {\"z\": null}]', ta = '{}', md = 'sad' WHERE id = 1",
 ];
 
-async fn run_all(client: &tokio_postgres::Client, steps: &[&str]) {
+pub(crate) async fn run_all(client: &tokio_postgres::Client, steps: &[&str]) {
     for sql in steps {
         client
             .batch_execute(sql)

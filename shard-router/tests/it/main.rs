@@ -9,6 +9,7 @@ mod keys;
 mod positions;
 mod prometheus;
 mod sharding;
+mod snapshot;
 mod support;
 mod traces;
 mod transforms;
