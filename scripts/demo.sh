@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job, on local services and without Docker: PostgreSQL → cdc → Kafka → shard-routers →
 # replicas. Two shards from main-db/routing.toml: shard a to MariaDB and to SQLite, shard b to
-# PostgreSQL, two routers per (shard, replica). The fake SaaS generator writes a bulk load and then a
-# steady stream while a live line shows throughput and lag per replica; then a verification table
-# compares every replica with its share of the source. Leaves the services running (stop them with
+# PostgreSQL, two routers per (shard, replica). The fake SaaS generator loads the source *before* cdc
+# starts, so cdc's initial snapshot is the first thing to see; then it writes a steady stream while a
+# live line shows the copy, throughput and lag per replica; then a verification table compares every
+# replica with its share of the source. Leaves the services running (stop them with
 # scripts/services.sh down). DEMO_SECONDS sets how long the steady stream runs (default 20).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -47,7 +48,12 @@ wait_ready() { # name port pid log
   cat "$4"; echo "$1 did not become ready"; exit 1
 }
 
-echo "== starting cdc (slot $db, topics $prefix.a and $prefix.b, routing $routing) on :9100"
+bulk="${DEMO_BULK:-200}"
+echo "== loading the source before cdc starts: $bulk organizations with their users, subscriptions, invoices and events"
+./target/debug/cascade-gen --database-url "$db_url" --schema --bulk "$bulk" >"$logs/$run_id-bulk.log" 2>&1 \
+  || { cat "$logs/$run_id-bulk.log"; echo "the bulk load failed"; exit 1; }
+
+echo "== starting cdc (slot $db, topics $prefix.a and $prefix.b, routing $routing) on :9100; its initial snapshot copies what is there"
 ./target/debug/cdc --source-url "$db_url" --kafka-brokers "$KAFKA_BROKERS" --slot "$db" \
   --topic-prefix "$prefix" --config "$routing" --http-addr 127.0.0.1:9100 >"$logs/$run_id-cdc.log" 2>&1 &
 pids+=($!)
@@ -74,22 +80,23 @@ targets=$(printf '"127.0.0.1:%s",' 9100 "${ports[@]}")
 echo "[{\"targets\": [${targets%,}], \"labels\": {\"demo\": \"$run_id\"}}]" >"$PROMETHEUS_TARGETS_DIR/$run_id.json"
 
 seconds="${DEMO_SECONDS:-20}"
-echo "== generating: a bulk load of 20 organizations, then ${seconds}s of steady traffic (50 transactions/s)"
-./target/debug/cascade-gen --database-url "$db_url" --schema --bulk 20 --rate 50 --duration "${seconds}s" \
+echo "== generating ${seconds}s of steady traffic (50 transactions/s) while the snapshot copies"
+./target/debug/cascade-gen --database-url "$db_url" --rate 50 --duration "${seconds}s" \
   >"$logs/$run_id-gen.log" 2>&1 &
 gen=$!
 pids+=($gen)
 
 progress() {
-  local published a_mysql a_sqlite b_pg
+  local published a_mysql a_sqlite b_pg copied
   published=$(metric 9100 cdc_events_published_total)
+  copied=$(metric 9100 cdc_snapshot_rows_total)
   a_mysql=$(( $(metric 9101 router_rows_applied_total) + $(metric 9102 router_rows_applied_total) ))
   a_sqlite=$(( $(metric 9103 router_rows_applied_total) + $(metric 9104 router_rows_applied_total) ))
   b_pg=$(( $(metric 9105 router_rows_applied_total) + $(metric 9106 router_rows_applied_total) ))
   local rate=$(( (published - last) / 2 ))
   last=$published
-  printf '%5ss  published %7d (%5d/s)   applied: a/mysql %7d  a/sqlite %7d  b/postgres %7d   cdc lag %ss\n' \
-    "$SECONDS" "$published" "$rate" "$a_mysql" "$a_sqlite" "$b_pg" \
+  printf '%5ss  snapshot rows %7d  published %7d (%5d/s)   applied: a/mysql %7d  a/sqlite %7d  b/postgres %7d   cdc lag %ss\n' \
+    "$SECONDS" "$copied" "$published" "$rate" "$a_mysql" "$a_sqlite" "$b_pg" \
     "$(curl -fs http://127.0.0.1:9100/metrics | awk '$1 == "cdc_replication_lag_seconds" {printf "%.2f", $2}')"
 }
 last=0
