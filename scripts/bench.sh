@@ -4,11 +4,13 @@
 #              wal2json writing the same backlog to a file with the same options;
 #   drain      shard-router applying the whole topic to each replica (PostgreSQL, MariaDB, SQLite), against
 #              native logical replication (publication + subscription) into the PostgreSQL replica server;
+#   snapshot   `cdc snapshot --table` of the backlog's table (cdc → Kafka acknowledged), against a plain
+#              `COPY … TO STDOUT` of the same table;
 #   peak RSS   of cdc and of each router (VmHWM).
 # Every consumer of the backlog has its slot (or subscription) created before the backlog is written, so
 # each one reads the same WAL. Drains are timed from the first row visible in the replica to the last, so
-# the consumer group join (seconds) and the subscription start are not counted. Prints one table with ratios. What it does not measure yet: lag at a steady
-# rate, a 1M-row transaction, the snapshot rate.
+# the consumer group join (seconds) and the subscription start are not counted. Prints one table with
+# ratios. What it does not measure yet: lag at a steady rate, a 1M-row transaction.
 #
 # Usage: scripts/bench.sh [--rows N] [--txn-rows N] [--bin DIR] [--dialects "postgres mysql sqlite"]
 #   --bin DIR   use the cdc and shard-router binaries in DIR instead of building target/release
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
     --txn-rows) txn_rows="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
     --dialects) dialects="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -198,6 +200,18 @@ for dialect in $dialects; do
   wait "$router_pid" 2>/dev/null || true
   port=$((port + 1))
 done
+
+# --- snapshot: a plain COPY of the table, then cdc copying it into Kafka ---
+log "snapshot: COPY bench TO STDOUT"
+t0=$(now)
+"$psql_bin" -q "$src_url" -c "copy bench to stdout" >/dev/null
+copy_rate=$(rate "$rows" "$(elapsed "$t0" "$(now)")")
+log "snapshot: cdc snapshot --table public.bench --wait"
+t0=$(now)
+"$bin/cdc" snapshot --source-url "$src_url" --slot "$run_id" --table public.bench --wait >"$work/snapshot.log" 2>&1 \
+  || die "cdc snapshot failed (see $work/snapshot.log and $work/cdc.log)"
+snapshot_rate=$(rate "$rows" "$(elapsed "$t0" "$(now)")")
+cdc_rss=$(peak_rss_mib "$cdc_pid")
 kill "$cdc_pid"
 wait "$cdc_pid" 2>/dev/null || true
 
@@ -208,4 +222,7 @@ for dialect in $dialects; do
   printf '%-44s %12s %14s %7s %10s\n' "drain: Kafka → shard-router → $dialect" "${drain_rate[$dialect]}" \
     "$native_rate" "$(ratio "${drain_rate[$dialect]}" "$native_rate")" "${drain_rss[$dialect]} MiB"
 done
-printf '(capture anchor: pg_recvlogical + wal2json to a file; drain anchor: native logical replication into the PostgreSQL replica server)\n'
+printf '%-44s %12s %14s %7s %10s\n' "snapshot: cdc snapshot → Kafka acknowledged" "$snapshot_rate" "$copy_rate" \
+  "$(ratio "$snapshot_rate" "$copy_rate")" "${cdc_rss} MiB"
+printf '(capture anchor: pg_recvlogical + wal2json to a file; drain anchor: native logical replication into the PostgreSQL replica server;\n'
+printf ' snapshot anchor: COPY bench TO STDOUT through psql; cdc peak RSS is over capture and snapshot)\n'

@@ -21,8 +21,8 @@ use crate::error::CdcError;
 use crate::replica_identity;
 
 /// Checks what the PostgreSQL source needs for cdc (wal_level = logical, wal2json loadable, free
-/// replication slots and WAL senders, replica identities that carry each sharded table's shard key)
-/// and prints each item as ok or with the statement that fixes it. Exits 0 when everything is in
+/// replication slots and WAL senders, replica identities that carry each sharded table's shard key,
+/// the snapshot requests table) and prints each item as ok or with the statement that fixes it. Exits 0 when everything is in
 /// place, 1 otherwise.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "cdc setup", version)]
@@ -288,6 +288,9 @@ pub async fn run(args: SetupArgs, shards: ShardMap) -> Result<(), CdcError> {
     items.push(probe_wal2json(&client, logical).await);
     let report = replica_identity::inspect(&client, &shards).await?;
     items.extend(identities(&report));
+    items.push(signal_table(
+        crate::snapshot::signal::exists(&client).await?,
+    ));
 
     if args.apply {
         apply(&client, &mut items).await;
@@ -308,6 +311,30 @@ pub async fn run(args: SetupArgs, shards: ShardMap) -> Result<(), CdcError> {
         println!("run again with --apply to make the changes listed under fix:");
     }
     Err(CdcError::SetupIncomplete { remaining })
+}
+
+/// The snapshot requests table (`cascade.snapshot_requests`), which cdc needs for its initial snapshot
+/// and for `cdc snapshot`.
+pub fn signal_table(exists: bool) -> Item {
+    let subject = "snapshot requests table";
+    if exists {
+        return item(
+            Status::Ok,
+            subject,
+            "cascade.snapshot_requests exists",
+            None,
+        );
+    }
+    item(
+        Status::NeedsFixing,
+        subject,
+        "cascade.snapshot_requests is missing: cdc creates it at start when its user may create a schema; \
+         without it cdc cannot copy existing rows (--snapshot initial, cdc snapshot)",
+        Some(Fix {
+            sql: crate::snapshot::signal::CREATE.to_owned(),
+            restart: false,
+        }),
+    )
 }
 
 /// `(setting, context)` from pg_settings, `None` if the server has no such setting.

@@ -189,7 +189,7 @@ pub async fn run(args: SnapshotArgs, table: TableName) -> Result<(), CdcError> {
                 humantime::format_duration(args.wait_timeout)
             )));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -311,10 +311,8 @@ impl Runner {
                     event = self.events.recv() => event.ok_or(Stop::Cancelled)?,
                 };
                 match event {
-                    Event::Requested(id) => {
-                        if !self.queue.contains(&id) {
-                            self.queue.push_back(id);
-                        }
+                    Event::Requested(id) if !self.queue.contains(&id) => {
+                        self.queue.push_back(id);
                     }
                     Event::Published { token: t, rows } if t == token => {
                         metrics::counter!(m::SNAPSHOT_ROWS, "table" => request.table.to_string())

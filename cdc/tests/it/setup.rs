@@ -103,7 +103,7 @@ async fn cdc_refuses_tables_without_their_shard_key_and_setup_fixes_them() {
         .get(0);
     assert_eq!(slots, 0, "cdc created its slot before refusing");
 
-    // setup lists every item; the one table needs fixing; exit 1.
+    // setup lists every item; the one table and the snapshot requests table need fixing; exit 1.
     let (code, out, err) = setup(&["--source-url", &db_url, "--config", routing]);
     assert_eq!(code, 1, "{out}\n{err}");
     for line in [
@@ -117,11 +117,13 @@ async fn cdc_refuses_tables_without_their_shard_key_and_setup_fixes_them() {
         "[ok] public.later: not on the source yet",
         "[needs fixing] public.events: shard key org_id",
         &format!("fix: {fix}"),
+        "[needs fixing] snapshot requests table: cascade.snapshot_requests is missing",
+        "CREATE TABLE IF NOT EXISTS cascade.snapshot_requests",
         "run again with --apply",
     ] {
         assert!(out.contains(line), "lacks {line:?}:\n{out}");
     }
-    assert!(err.contains("1 item(s)"), "{err}");
+    assert!(err.contains("2 item(s)"), "{err}");
     assert!(
         !out.contains(db_url.split('@').next().unwrap()),
         "prints the password:\n{out}"
@@ -134,7 +136,17 @@ async fn cdc_refuses_tables_without_their_shard_key_and_setup_fixes_them() {
         out.contains("[fixed] public.events") && out.contains(&format!("ran: {fix}")),
         "{out}"
     );
+    assert!(out.contains("[fixed] snapshot requests table"), "{out}");
     assert!(out.contains("the source is ready for cdc"), "{out}");
+    let signal: bool = c
+        .query_one(
+            "SELECT to_regclass('cascade.snapshot_requests') IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(signal, "--apply did not create cascade.snapshot_requests");
     let identity: String = c
         .query_one(
             "SELECT relreplident::text FROM pg_class WHERE oid = 'public.events'::regclass",
