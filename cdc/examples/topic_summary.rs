@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
                     Change::Commit(txn) => {
                         commits.insert(txn.xid);
                     }
-                    Change::Row(_) | Change::Truncate(_) => {
+                    Change::Row(_) | Change::Truncate(_) | Change::Schema(_) => {
                         rows += 1;
                         let table = change.table().map(ToString::to_string).unwrap_or_default();
                         *per_table

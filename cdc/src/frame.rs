@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use shared::{codec, Action, Change, Lsn, TableName, Truncate, TxnBoundary};
+use shared::{codec, Action, Change, Lsn, SchemaChange, TableName, Truncate, TxnBoundary};
 
 use crate::error::CdcError;
 use crate::route::{Dest, RoutedRow};
@@ -108,28 +108,62 @@ impl Framer {
         out: &mut Vec<Outgoing>,
     ) -> Result<(), CdcError> {
         let lsn = truncate.origin.lsn.unwrap_or(at);
-        let table = Some(self.label(&truncate.table));
-        // One payload per shard topic, each naming how many of that topic's partitions get it.
+        let table = truncate.table.clone();
+        self.fan_out(
+            dests,
+            &table,
+            Action::Truncate,
+            lsn,
+            at,
+            out,
+            |partitions| {
+                Change::Truncate(Truncate {
+                    partitions,
+                    ..truncate.clone()
+                })
+            },
+        )
+    }
+
+    /// The messages of a schema change, one to each of `dests`, like a truncate's.
+    pub fn schema(
+        &mut self,
+        change: SchemaChange,
+        dests: &[Dest],
+        at: Lsn,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<(), CdcError> {
+        let lsn = change.origin.lsn.unwrap_or(at);
+        let table = change.table.clone();
+        self.fan_out(dests, &table, Action::Schema, lsn, at, out, |partitions| {
+            Change::Schema(SchemaChange {
+                partitions,
+                ..change.clone()
+            })
+        })
+    }
+
+    /// One payload per shard topic, each naming how many of that topic's partitions get it (what
+    /// the routers' barrier waits for), sent to each of them.
+    #[allow(clippy::too_many_arguments)]
+    fn fan_out(
+        &mut self,
+        dests: &[Dest],
+        table: &TableName,
+        action: Action,
+        lsn: Lsn,
+        at: Lsn,
+        out: &mut Vec<Outgoing>,
+        change: impl Fn(Option<u32>) -> Change,
+    ) -> Result<(), CdcError> {
+        let label = Some(self.label(table));
         let mut shards: Vec<usize> = dests.iter().map(|d| d.shard).collect();
         shards.sort_unstable();
         shards.dedup();
         for shard in shards {
             let to: Vec<Dest> = dests.iter().filter(|d| d.shard == shard).copied().collect();
-            let t = Truncate {
-                partitions: u32::try_from(to.len()).ok(),
-                ..truncate.clone()
-            };
-            let payload = Bytes::from(codec::encode(&Change::Truncate(t)));
-            self.emit(
-                &to,
-                None,
-                payload,
-                Action::Truncate,
-                table.clone(),
-                lsn,
-                at,
-                out,
-            )?;
+            let payload = Bytes::from(codec::encode(&change(u32::try_from(to.len()).ok())));
+            self.emit(&to, None, payload, action, label.clone(), lsn, at, out)?;
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ pub mod progress;
 pub mod pump;
 pub mod replica_identity;
 pub mod route;
+pub mod schema;
 pub mod setup;
 pub mod sink;
 pub mod snapshot;

@@ -17,6 +17,7 @@ pub const SNAPSHOT_ROWS_REMAINING: &str = "cdc_snapshot_rows_remaining";
 pub const SNAPSHOT_TABLES: &str = "cdc_snapshot_tables_total";
 pub const SNAPSHOT_REQUESTS_PENDING: &str = "cdc_snapshot_requests_pending";
 pub const SNAPSHOT_CHUNK_RETRIES: &str = "cdc_snapshot_chunk_retries_total";
+pub const SCHEMA_CHANGES: &str = "cdc_schema_changes_total";
 
 /// Histogram buckets by metric-name suffix.
 pub const BUCKETS: &[(&str, &[f64])] = &[(
@@ -103,5 +104,9 @@ pub fn describe() {
     describe_counter!(
         SNAPSHOT_CHUNK_RETRIES,
         "Snapshot chunks read again, by reason (a commit raced the read, a truncate between the watermarks, ...)"
+    );
+    describe_counter!(
+        SCHEMA_CHANGES,
+        "Schema changes captured on the source, by result (published, unsupported: logged, not replicated)"
     );
 }

@@ -32,6 +32,9 @@ pub struct PumpSettings {
     pub max_in_flight: usize,
     /// How often the confirmed position is reported to the source.
     pub status_interval: Duration,
+    /// The stream prints numeric values as strings (`numeric-data-types-as-string`); the values in
+    /// schema-change events follow it.
+    pub numeric_as_string: bool,
 }
 
 /// The transaction being read from the source.
@@ -246,6 +249,9 @@ impl<'a, K: Sink> Pump<'a, K> {
                 }
             }
             Change::Truncate(t) if Coordinator::is_signal(&t.table) => {}
+            // The schema-change triggers' bookkeeping: never published.
+            Change::Row(row) if crate::schema::is_own(&row.table) => {}
+            Change::Truncate(t) if crate::schema::is_own(&t.table) => {}
             Change::Row(row) => {
                 if let Some(c) = self.snapshot.as_mut() {
                     c.observe(&row);
@@ -289,6 +295,35 @@ impl<'a, K: Sink> Pump<'a, K> {
                     self.publish_chunk(chunk, high, at).await?;
                 }
             }
+            Change::Schema(change) => self.on_schema(change, at).await?,
+            Change::Message(message) if message.prefix == crate::schema::MESSAGE_PREFIX => {
+                match crate::schema::parse(&message.content, self.settings.numeric_as_string) {
+                    Ok(crate::schema::Captured::Table(ddl)) => {
+                        let Some(table) = crate::schema::table_of(&ddl) else {
+                            return Ok(());
+                        };
+                        let change = shared::SchemaChange {
+                            origin: message.origin,
+                            table,
+                            partitions: None,
+                            ddl,
+                        };
+                        self.on_schema(change, at).await?;
+                    }
+                    Ok(crate::schema::Captured::Unsupported { command, objects }) => {
+                        metrics::counter!(m::SCHEMA_CHANGES, "result" => "unsupported")
+                            .increment(1);
+                        tracing::warn!(
+                            lsn = %at,
+                            command,
+                            objects,
+                            "a schema change Cascade does not replicate: replicas keep what they had \
+                             (see docs/schema-changes.md for what to do)"
+                        );
+                    }
+                    Err(reason) => return Err(CdcError::Decode { lsn: at, reason }),
+                }
+            }
             Change::Message(message) => match self.snapshot.as_mut() {
                 Some(c) if message.prefix == crate::snapshot::MESSAGE_PREFIX => {
                     c.message(&message.prefix, &message.content)
@@ -299,6 +334,30 @@ impl<'a, K: Sink> Pump<'a, K> {
             },
         }
         Ok(())
+    }
+
+    /// A table's definition changed: an `S` to every partition that can hold the table, like a
+    /// truncate, with the definitions as the replicas see them (after the transforms).
+    async fn on_schema(
+        &mut self,
+        mut change: shared::SchemaChange,
+        at: Lsn,
+    ) -> Result<(), CdcError> {
+        if let Some(c) = self.snapshot.as_mut() {
+            c.observe_schema(&change.ddl);
+        }
+        self.transforms.apply_schema(&mut change)?;
+        let dests = self.router.route_truncate(&change.table, at)?;
+        tracing::info!(
+            lsn = %at,
+            table = %change.table,
+            command = change.ddl.command,
+            recopy = change.ddl.recopy,
+            "schema change captured"
+        );
+        self.framer.schema(change, &dests, at, &mut self.out)?;
+        metrics::counter!(m::SCHEMA_CHANGES, "result" => "published").increment(1);
+        self.flush_out().await
     }
 
     /// Publishes a snapshot chunk right after its high watermark's transaction (`high`): one frame per

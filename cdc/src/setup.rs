@@ -95,6 +95,14 @@ pub struct Item {
 pub struct Fix {
     pub sql: String,
     pub restart: bool,
+    /// What the checklist prints instead of `sql`, when that is too long to read there.
+    pub shown: Option<&'static str>,
+}
+
+impl Fix {
+    fn text(&self) -> &str {
+        self.shown.unwrap_or(&self.sql)
+    }
 }
 
 impl fmt::Display for Item {
@@ -109,16 +117,16 @@ impl fmt::Display for Item {
         if let Some(fix) = &self.fix {
             match self.status {
                 Status::NeedsFixing => {
-                    write!(f, "\n      fix: {}", fix.sql)?;
+                    write!(f, "\n      fix: {}", fix.text())?;
                     if fix.restart {
                         write!(f, " then restart PostgreSQL")?;
                     }
                 }
-                Status::Fixed => write!(f, "\n      ran: {}", fix.sql)?,
+                Status::Fixed => write!(f, "\n      ran: {}", fix.text())?,
                 Status::RestartNeeded => write!(
                     f,
                     "\n      ran: {}; restart PostgreSQL to make it effective",
-                    fix.sql
+                    fix.text()
                 )?,
                 Status::Ok | Status::NotChecked => {}
             }
@@ -140,6 +148,7 @@ fn alter_system(name: &str, value: &str, restart: bool) -> Option<Fix> {
     Some(Fix {
         sql: format!("ALTER SYSTEM SET {name} = '{}';", value.replace('\'', "''")),
         restart,
+        shown: None,
     })
 }
 
@@ -224,6 +233,7 @@ pub fn identities(report: &replica_identity::Report) -> Vec<Item> {
             Some(Fix {
                 sql: gap.fix(),
                 restart: false,
+                shown: None,
             }),
         ));
     }
@@ -291,6 +301,7 @@ pub async fn run(args: SetupArgs, shards: ShardMap) -> Result<(), CdcError> {
     items.push(signal_table(
         crate::snapshot::signal::exists(&client).await?,
     ));
+    items.push(schema_capture(crate::schema::installed(&client).await?));
 
     if args.apply {
         apply(&client, &mut items).await;
@@ -333,6 +344,34 @@ pub fn signal_table(exists: bool) -> Item {
         Some(Fix {
             sql: crate::snapshot::signal::CREATE.to_owned(),
             restart: false,
+            shown: None,
+        }),
+    )
+}
+
+/// The event triggers that capture schema changes (see [`crate::schema`]).
+pub fn schema_capture(installed: bool) -> Item {
+    let subject = "schema-change capture";
+    if installed {
+        return item(
+            Status::Ok,
+            subject,
+            "cascade's event triggers are installed: DDL reaches every replica in order",
+            None,
+        );
+    }
+    item(
+        Status::NeedsFixing,
+        subject,
+        "cascade's event triggers are not installed: schema changes (DDL) will not reach the replicas; \
+         cdc installs them at start when its user is a superuser, --apply does with this account",
+        Some(Fix {
+            sql: crate::schema::INSTALL.to_owned(),
+            restart: false,
+            shown: Some(
+                "the cascade schema's functions, table cascade.table_defs and event triggers \
+                 cascade_ddl_command_end, cascade_sql_drop, cascade_table_rewrite (needs a superuser)",
+            ),
         }),
     )
 }
@@ -487,7 +526,8 @@ mod tests {
             i.fix,
             Some(Fix {
                 sql: "ALTER SYSTEM SET output_plugin_libraries = 'pgoutput, wal2json';".into(),
-                restart: false
+                restart: false,
+                shown: None,
             })
         );
     }

@@ -180,6 +180,7 @@ async fn session(
             false
         }
     };
+    let schema_changes = crate::schema::ensure(&sql).await;
     let state = ensure_slot(
         config,
         &sql,
@@ -200,6 +201,7 @@ async fn session(
         topics = ?sink.topics(),
         partitions = ?sink.partitions(),
         numeric_as_string = caps.numeric_as_string.unwrap_or(false),
+        schema_changes,
         "streaming"
     );
     *streamed = true;
@@ -209,6 +211,7 @@ async fn session(
     let settings = PumpSettings {
         max_in_flight: config.max_in_flight,
         status_interval: config.status_interval,
+        numeric_as_string: caps.numeric_as_string.unwrap_or(false),
     };
     let router = Router::new(shards.clone(), sink.partitions().to_vec());
     let mut pump = Pump::new(

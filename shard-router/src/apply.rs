@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use shared::Lsn;
+use shared::{Ddl, Lsn};
 
 use crate::batch::{AppliedPosition, Flush, Row};
 use crate::catalog::Catalog;
@@ -12,6 +12,7 @@ use crate::error::{is_transient, Position, RouterError};
 use crate::metrics as m;
 use crate::plan::{plan, Statement};
 use crate::replica::{AnyReplica, Outcome, Replica};
+use crate::schema::{self, ReplicaTable};
 use crate::sql::{self, TableDef, TableName};
 
 /// The replica and its catalog, shared by every partition task of the process.
@@ -26,6 +27,8 @@ pub struct Applier<R = AnyReplica> {
     catalog: RwLock<Catalog>,
     /// Serialises DDL so two partitions never create the same table at once.
     ddl: tokio::sync::Mutex<()>,
+    /// The schema-change barriers a partition of this process passed (the latest 1024).
+    passed: std::sync::Mutex<std::collections::VecDeque<(String, Lsn)>>,
 }
 
 impl<R: Replica> Applier<R> {
@@ -38,6 +41,7 @@ impl<R: Replica> Applier<R> {
             topic,
             catalog: RwLock::new(catalog),
             ddl: tokio::sync::Mutex::new(()),
+            passed: Default::default(),
         })
     }
 
@@ -190,6 +194,130 @@ impl<R: Replica> Applier<R> {
             cause,
             db_error: Some(Box::new(error)),
         }
+    }
+
+    /// Brings the replica table to the definition after a schema change (see [`crate::schema`]):
+    /// plans from the replica's introspected state, runs the plan in one transaction, and plans again
+    /// until nothing is left, so a plan cut short (a crash, a MySQL DDL that committed on its own)
+    /// is finished, never repeated wrongly. A statement the replica refuses (a narrowing type change
+    /// the data does not fit) stops the partition, naming the table and the statement.
+    pub async fn schema_change(
+        &self,
+        partition: i32,
+        offset: i64,
+        ddl: &Ddl,
+    ) -> Result<(), RouterError> {
+        let dialect = self.replica.dialect();
+        let _guard = self.ddl.lock().await;
+        let old_name = ddl.before.as_ref().map(|d| d.name());
+        let new_name = ddl.after.as_ref().map(|d| d.name());
+        let table = new_name
+            .clone()
+            .or(old_name.clone())
+            .unwrap_or_else(|| TableName::new("", ""));
+        let event_error = |cause: String| RouterError::Event {
+            at: self.at(partition, offset),
+            table: table.to_string(),
+            cause,
+            db_error: None,
+        };
+        let mut left = Vec::new();
+        for round in 0..3 {
+            let new = match &new_name {
+                Some(n) => self.introspect(n).await?,
+                None => None,
+            };
+            let old = match &old_name {
+                Some(n) if Some(n) != new_name.as_ref() || new_name.is_none() => {
+                    self.introspect(n).await?
+                }
+                _ => None,
+            };
+            let statements = schema::plan(
+                dialect,
+                self.replica.collation(),
+                ddl,
+                old.as_ref(),
+                new.as_ref(),
+                round == 0,
+            )
+            .map_err(|e| event_error(e.to_string()))?;
+            if statements.is_empty() {
+                left.clear();
+                break;
+            }
+            if round > 0 {
+                tracing::info!(table = %table, statements = statements.len(), "finishing a schema change an earlier plan left incomplete");
+            }
+            if let Err(failed) = self.replica.apply_schema(&statements).await {
+                let statement = failed
+                    .index
+                    .and_then(|i| statements.get(i))
+                    .map_or("", |s| s.sql.as_str());
+                if failed.index.is_none() || is_transient(&failed.source) {
+                    return Err(RouterError::replica(
+                        format!("applying the schema change of {table}: {statement}"),
+                        failed.source,
+                    ));
+                }
+                let cause = match &failed.source {
+                    sqlx::Error::Database(db) => crate::error::redacted_db_message(db.message()),
+                    other => other.to_string(),
+                };
+                return Err(event_error(format!(
+                    "the replica refused the schema change {} ({statement}): {cause}; change the replica \
+                     table by hand to match the source, then restart the router",
+                    ddl.command
+                )));
+            }
+            left = statements;
+        }
+        if !left.is_empty() {
+            return Err(event_error(format!(
+                "the replica table still differs from the source's definition after applying {} three \
+                 times; last statements: {}",
+                ddl.command,
+                left.iter().map(|s| s.sql.as_str()).collect::<Vec<_>>().join("; ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// After a schema change's barrier `(key, lsn)`: forgets what the catalog knows of these tables,
+    /// the first time a partition of this process passes that barrier. Only then: the first one to
+    /// pass goes on to apply rows with the new shape (learnt again from the replica), while the
+    /// others may still be on their way through the barrier; forgetting again then would pull the
+    /// table from under a flush being planned.
+    pub fn forget_once(&self, key: &str, lsn: Lsn, names: &[TableName]) {
+        {
+            let mut passed = self.passed.lock().unwrap_or_else(|e| e.into_inner());
+            if passed.iter().any(|(k, l)| k == key && *l == lsn) {
+                return;
+            }
+            if passed.len() >= 1024 {
+                passed.pop_front();
+            }
+            passed.push_back((key.to_owned(), lsn));
+        }
+        let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        for name in names {
+            catalog.forget(name);
+        }
+    }
+
+    /// The replica table of a source table: columns and keys; None when it does not exist.
+    async fn introspect(&self, name: &TableName) -> Result<Option<ReplicaTable>, RouterError> {
+        let (schema, table) = sql::replica_table(self.replica.dialect(), name);
+        let Some(columns) = self.replica.existing_columns(schema, &table).await? else {
+            return Ok(None);
+        };
+        let keys = self.replica.table_keys(schema, &table).await?;
+        Ok(Some(ReplicaTable {
+            columns,
+            pk: keys.pk,
+            pk_constraint: keys.pk_constraint,
+            indexes: keys.indexes,
+        }))
     }
 
     /// The statement that empties a source table on the replica, if the replica has it.

@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use shared::{Change, Lsn, RowChange, TableName};
+use shared::{Change, Ddl, Lsn, RowChange, TableName};
 
 /// What the replica holds for one partition, recorded with every replica transaction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -131,19 +131,21 @@ pub enum Next {
     Read,
     /// The buffer is full: flush now.
     Flush,
-    /// A truncate to apply: flush everything before it (with [`Batch::take_flush`] `partial = true`),
-    /// then run the truncate barrier, then [`Batch::truncate_done`].
-    Truncate(Box<TruncateAt>),
+    /// A truncate or schema change to apply: flush everything before it (with
+    /// [`Batch::take_flush`] `partial = true`), then run its barrier, then [`Batch::barrier_done`].
+    Barrier(Box<BarrierAt>),
 }
 
-/// A truncate met in the stream.
+/// A truncate or schema change met in the stream.
 #[derive(Debug, PartialEq, Eq)]
-pub struct TruncateAt {
+pub struct BarrierAt {
     pub offset: i64,
     pub table: TableName,
     pub lsn: Lsn,
-    /// How many partitions of the topic got the truncate, when the event says.
+    /// How many partitions of the topic got the event, when it says.
     pub partitions: Option<u32>,
+    /// For a schema change, what changed; None for a truncate.
+    pub schema: Option<Box<Ddl>>,
 }
 
 /// The message broke the framing rules.
@@ -287,7 +289,7 @@ impl Batch {
                 self.first_complete_at.get_or_insert_with(Instant::now);
                 Ok(self.full())
             }
-            Change::Row(_) | Change::Truncate(_) => {
+            Change::Row(_) | Change::Truncate(_) | Change::Schema(_) => {
                 let frame = self.current.as_mut().ok_or_else(|| {
                     FramingError("a row change outside a begin/commit frame".into())
                 })?;
@@ -302,12 +304,20 @@ impl Batch {
                         self.rows.push(Row { offset, change });
                         Ok(self.full())
                     }
-                    // Counted as seen only once applied: see `truncate_done`.
-                    Change::Truncate(t) => Ok(Next::Truncate(Box::new(TruncateAt {
+                    // Counted as seen only once applied: see `barrier_done`.
+                    Change::Truncate(t) => Ok(Next::Barrier(Box::new(BarrierAt {
                         offset,
                         table: t.table,
                         lsn: t.origin.lsn.unwrap_or(frame.lsn),
                         partitions: t.partitions,
+                        schema: None,
+                    }))),
+                    Change::Schema(s) => Ok(Next::Barrier(Box::new(BarrierAt {
+                        offset,
+                        table: s.table,
+                        lsn: s.origin.lsn.unwrap_or(frame.lsn),
+                        partitions: s.partitions,
+                        schema: Some(s.ddl),
                     }))),
                     _ => Ok(Next::Read),
                 }
@@ -421,8 +431,8 @@ impl Batch {
     }
 
     /// Records that the truncate the open frame stopped at is applied (by this partition or another).
-    pub fn truncate_done(&mut self) {
-        self.applied = self.position_after_truncate();
+    pub fn barrier_done(&mut self) {
+        self.applied = self.position_after_barrier();
         if let Some(frame) = self.current.as_mut() {
             frame.seen += 1;
             frame.partly_applied = true;
@@ -430,7 +440,7 @@ impl Batch {
     }
 
     /// The position to record once the truncate the open frame stopped at is applied.
-    pub fn position_after_truncate(&self) -> AppliedPosition {
+    pub fn position_after_barrier(&self) -> AppliedPosition {
         let mut p = self.applied;
         if let Some(frame) = self.current.as_ref() {
             p.partial_lsn = frame.lsn;
@@ -686,13 +696,13 @@ mod tests {
         f.push(Action::Begin, 70);
         f.push(Action::Insert, 70);
         let next = f.push(Action::Truncate, 70);
-        assert!(matches!(next, Next::Truncate(t) if t.table.name == "t" && t.offset == 2));
+        assert!(matches!(next, Next::Barrier(t) if t.table.name == "t" && t.offset == 2));
         let flush = f.batch.take_flush(true);
         assert_eq!(flush.rows.len(), 1);
         assert_eq!(flush.position.partial_rows, 1);
         f.batch.flushed(flush.position);
-        assert_eq!(f.batch.position_after_truncate().partial_rows, 2);
-        f.batch.truncate_done();
+        assert_eq!(f.batch.position_after_barrier().partial_rows, 2);
+        f.batch.barrier_done();
         f.push(Action::Insert, 70);
         f.push(Action::Commit, 70);
         let flush = f.batch.take_flush(false);

@@ -369,7 +369,7 @@ fn add_columns(
 
 /// Column names as the replica compares them: PostgreSQL exactly, MySQL case-insensitively, SQLite
 /// case-insensitively for ASCII letters.
-fn same_name(dialect: Dialect, a: &str, b: &str) -> bool {
+pub(crate) fn same_name(dialect: Dialect, a: &str, b: &str) -> bool {
     match dialect {
         Dialect::Postgres => a == b,
         Dialect::MySql => a == b || a.to_lowercase() == b.to_lowercase(),

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod replica;
 pub mod resume;
 pub mod retry;
+pub mod schema;
 pub mod sql;
 pub mod stream;
 pub mod trace;

@@ -12,6 +12,8 @@ pub const PARTITIONS_ASSIGNED: &str = "router_partitions_assigned";
 pub const PARTITIONS_STOPPED: &str = "router_partitions_stopped";
 pub const REBALANCES: &str = "router_rebalances_total";
 pub const TRUNCATE_WAIT: &str = "router_truncate_wait_seconds";
+pub const SCHEMA_CHANGES: &str = "router_schema_changes_total";
+pub const SCHEMA_WAIT: &str = "router_schema_change_seconds";
 pub const END_TO_END_LAG: &str = "router_end_to_end_lag_seconds";
 pub const CONSUMER_LAG: &str = "router_consumer_lag_messages";
 
@@ -81,5 +83,14 @@ pub fn describe() {
         TRUNCATE_WAIT,
         Unit::Seconds,
         "Time a partition waited for the other partitions to reach a truncate"
+    );
+    describe_counter!(
+        SCHEMA_CHANGES,
+        "Schema changes applied to the replica (by the partition that ran each), by table"
+    );
+    describe_histogram!(
+        SCHEMA_WAIT,
+        Unit::Seconds,
+        "Time a partition spent at a schema change: waiting for the other partitions, then the DDL"
     );
 }

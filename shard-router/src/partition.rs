@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::apply::Applier;
 use crate::barrier::Barrier;
-use crate::batch::{AppliedPosition, Batch, Flush, Next, TruncateAt};
+use crate::batch::{AppliedPosition, BarrierAt, Batch, Flush, Next};
 use crate::consume::Health;
 use crate::error::{Position, RouterError};
 use crate::metrics as m;
@@ -222,7 +222,7 @@ impl<R: Replica> Task<R> {
             let step = match next {
                 Next::Read => Ok(()),
                 Next::Flush => self.flush_full(stream, &mut batch).await,
-                Next::Truncate(t) => self.truncate(stream, &mut batch, &t).await,
+                Next::Barrier(t) => self.barrier(stream, &mut batch, &t).await,
             };
             if let Err(stop) = step {
                 return stop;
@@ -405,37 +405,66 @@ impl<R: Replica> Task<R> {
         }
     }
 
-    /// Applies everything before the truncate, then meets the other partitions at it: the table is
-    /// emptied once, by whichever partition gets there last.
-    async fn truncate<S: PartitionStream>(
+    /// Applies everything before a truncate or schema change, then meets the other partitions at it:
+    /// the action runs once, by whichever partition gets there last, and no partition applies a row
+    /// after it before that. A truncate empties the table; a schema change brings the replica table
+    /// to the source's new definition (and every partition passing it forgets what it knew of the
+    /// table's shape).
+    async fn barrier<S: PartitionStream>(
         &mut self,
         stream: &S,
         batch: &mut Batch,
-        t: &TruncateAt,
+        t: &BarrierAt,
     ) -> Result<(), Stop> {
         let table = t.table.to_string();
-        self.flush(stream, batch, true, Some((&table, t.lsn)))
-            .await?;
+        let key = match &t.schema {
+            None => table.clone(),
+            Some(_) => format!("schema:{table}"),
+        };
+        self.flush(stream, batch, true, Some((&key, t.lsn))).await?;
         let started = Instant::now();
         let applier = Arc::clone(&self.ctx.applier);
         let barrier = Barrier {
             topic: &applier.topic,
-            key: &table,
+            key: &key,
             lsn: t.lsn,
             partitions: t.partitions,
         };
         let did = barrier
-            .meet(&applier.replica, stream, &self.retry, || {
-                applier.delete_all(&t.table)
+            .meet(&applier.replica, stream, &self.retry, || async {
+                match &t.schema {
+                    None => applier.delete_all(&t.table).await,
+                    Some(ddl) => applier
+                        .schema_change(self.partition, t.offset, ddl)
+                        .await
+                        .map(|()| None),
+                }
             })
             .await?;
-        if did {
-            metrics::counter!(m::ROWS_APPLIED, "table" => table.clone(), "op" => "truncate")
-                .increment(1);
-            tracing::info!(table = %table, lsn = %t.lsn, "table truncated");
+        match &t.schema {
+            None => {
+                if did {
+                    metrics::counter!(m::ROWS_APPLIED, "table" => table.clone(), "op" => "truncate")
+                        .increment(1);
+                    tracing::info!(table = %table, lsn = %t.lsn, "table truncated");
+                }
+                metrics::histogram!(m::TRUNCATE_WAIT).record(started.elapsed().as_secs_f64());
+            }
+            Some(ddl) => {
+                let names: Vec<shared::TableName> = [ddl.before.as_ref(), ddl.after.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|d| d.name())
+                    .collect();
+                applier.forget_once(&key, t.lsn, &names);
+                if did {
+                    metrics::counter!(m::SCHEMA_CHANGES, "table" => table.clone()).increment(1);
+                    tracing::info!(table = %table, lsn = %t.lsn, command = ddl.command, "schema change applied");
+                }
+                metrics::histogram!(m::SCHEMA_WAIT).record(started.elapsed().as_secs_f64());
+            }
         }
-        metrics::histogram!(m::TRUNCATE_WAIT).record(started.elapsed().as_secs_f64());
-        batch.truncate_done();
+        batch.barrier_done();
         Ok(())
     }
 

@@ -68,6 +68,10 @@ pub enum StatementKind {
     DeleteByKey,
     DeleteOne,
     DeleteAll,
+    /// DDL of a schema change.
+    Schema,
+    /// The value existing rows get in columns a schema change added.
+    Fill,
 }
 
 impl StatementKind {
@@ -79,6 +83,8 @@ impl StatementKind {
             StatementKind::DeleteByKey => "delete",
             StatementKind::DeleteOne => "delete_one",
             StatementKind::DeleteAll => "delete_all",
+            StatementKind::Schema => "schema",
+            StatementKind::Fill => "fill",
         }
     }
 }

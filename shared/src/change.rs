@@ -37,6 +37,9 @@ pub enum Action {
     /// A logical decoding message (`pg_logical_emit_message`).
     #[serde(rename = "M")]
     Message,
+    /// A table's definition changed on the source (published by cdc, never printed by wal2json).
+    #[serde(rename = "S")]
+    Schema,
 }
 
 impl Action {
@@ -50,6 +53,7 @@ impl Action {
             Action::Truncate => "T",
             Action::Commit => "C",
             Action::Message => "M",
+            Action::Schema => "S",
         }
     }
 
@@ -64,6 +68,7 @@ impl Action {
             Action::Truncate => "truncate",
             Action::Commit => "commit",
             Action::Message => "message",
+            Action::Schema => "schema",
         }
     }
 
@@ -244,12 +249,108 @@ pub struct LogicalMessage {
     pub content: String,
 }
 
+/// A table's definition at one point of the source's history, as cdc's event trigger reads it from
+/// the source's catalog (see docs/event-format.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDefinition {
+    pub schema: String,
+    pub table: String,
+    /// Every column in `attnum` order, generated ones too (wal2json prints them).
+    pub columns: Vec<ColumnDefinition>,
+    /// The primary key's column names in `attnum` order, as wal2json's `pk` lists them; empty: none.
+    #[serde(default)]
+    pub pk: Vec<String>,
+    /// Indexes on plain columns, the primary key's excepted.
+    #[serde(default)]
+    pub indexes: Vec<IndexDefinition>,
+}
+
+impl TableDefinition {
+    pub fn name(&self) -> TableName {
+        TableName::new(self.schema.clone(), self.table.clone())
+    }
+
+    /// The column with attribute number `attnum`.
+    pub fn column(&self, attnum: i16) -> Option<&ColumnDefinition> {
+        self.columns.iter().find(|c| c.attnum == attnum)
+    }
+}
+
+/// A column of a [`TableDefinition`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ColumnDefinition {
+    /// The column's attribute number: stable across renames, so a renamed column is told from a
+    /// dropped one and an added one.
+    pub attnum: i16,
+    pub name: String,
+    /// The type as wal2json prints it, with its modifier: `numeric(20,4)`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub typeoid: u32,
+    pub not_null: bool,
+    /// On a column the change added: the value every existing row has now (its default, evaluated
+    /// once by the source), printed as wal2json prints values; absent when existing rows hold NULL or
+    /// when the table is copied again ([`Ddl::recopy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill: Option<Box<RawValue>>,
+}
+
+impl PartialEq for ColumnDefinition {
+    fn eq(&self, other: &Self) -> bool {
+        self.attnum == other.attnum
+            && self.name == other.name
+            && self.type_name == other.type_name
+            && self.typeoid == other.typeoid
+            && self.not_null == other.not_null
+            && self.fill.as_ref().map(|v| v.get()) == other.fill.as_ref().map(|v| v.get())
+    }
+}
+
+impl Eq for ColumnDefinition {}
+
+/// An index of a [`TableDefinition`]: a name and plain columns, in index order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDefinition {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub unique: bool,
+}
+
+/// What an `S` event says: the command and the table's definition before and after it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ddl {
+    /// The command tag: `CREATE TABLE`, `ALTER TABLE`, `DROP TABLE`, `CREATE INDEX`, `DROP INDEX`, …
+    pub command: String,
+    /// The source rewrote the table's rows (a volatile default, `ALTER … TYPE … USING`): existing
+    /// rows changed without row events, so cdc copies the table again right after this change.
+    #[serde(default)]
+    pub recopy: bool,
+    /// The definition before the command; None for a table it created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<TableDefinition>,
+    /// The definition after it; None for a table it dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<TableDefinition>,
+}
+
+/// A table's definition changed, at this point of its transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaChange {
+    pub origin: Origin,
+    /// The table as it is named after the change (before it, for a drop).
+    pub table: TableName,
+    /// Like [`Truncate::partitions`]: how many partitions of the topic got this event.
+    pub partitions: Option<u32>,
+    pub ddl: Box<Ddl>,
+}
+
 /// One change in the stream, checked: every variant holds what its action needs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
     Begin(TxnBoundary),
     Row(RowChange),
     Truncate(Truncate),
+    Schema(SchemaChange),
     Message(LogicalMessage),
     Commit(TxnBoundary),
 }
@@ -260,6 +361,7 @@ impl Change {
             Change::Begin(_) => Action::Begin,
             Change::Row(row) => row.action(),
             Change::Truncate(_) => Action::Truncate,
+            Change::Schema(_) => Action::Schema,
             Change::Message(_) => Action::Message,
             Change::Commit(_) => Action::Commit,
         }
@@ -270,6 +372,7 @@ impl Change {
         match self {
             Change::Row(row) => Some(&row.table),
             Change::Truncate(t) => Some(&t.table),
+            Change::Schema(s) => Some(&s.table),
             Change::Begin(_) | Change::Commit(_) | Change::Message(_) => None,
         }
     }
@@ -280,6 +383,7 @@ impl Change {
             Change::Begin(t) | Change::Commit(t) => Some(t.lsn),
             Change::Row(row) => row.origin.lsn,
             Change::Truncate(t) => t.origin.lsn,
+            Change::Schema(s) => s.origin.lsn,
             Change::Message(m) => m.origin.lsn,
         }
     }

@@ -10,8 +10,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::change::{
-    Action, Change, Column, LogicalMessage, Origin, PkColumn, RowChange, RowOp, TableName,
-    Truncate, TxnBoundary,
+    Action, Change, Column, Ddl, LogicalMessage, Origin, PkColumn, RowChange, RowOp, SchemaChange,
+    TableName, Truncate, TxnBoundary,
 };
 use crate::Lsn;
 
@@ -53,7 +53,7 @@ pub fn check_format(header: Option<&[u8]>) -> Result<(), DecodeError> {
 
 /// The JSON object as it is on the wire; field order is the order of the output.
 #[derive(Serialize, Deserialize)]
-struct Wire<C, P, S> {
+struct Wire<C, P, S, D> {
     action: Action,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     xid: Option<u64>,
@@ -85,10 +85,12 @@ struct Wire<C, P, S> {
     prefix: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     content: Option<S>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ddl: Option<D>,
 }
 
-type OwnedWire = Wire<Vec<Column>, Vec<PkColumn>, String>;
-type BorrowedWire<'a> = Wire<&'a [Column], &'a [PkColumn], &'a str>;
+type OwnedWire = Wire<Vec<Column>, Vec<PkColumn>, String, Ddl>;
+type BorrowedWire<'a> = Wire<&'a [Column], &'a [PkColumn], &'a str, &'a Ddl>;
 
 impl<'a> BorrowedWire<'a> {
     fn bare(action: Action, origin: &'a Origin) -> Self {
@@ -109,6 +111,7 @@ impl<'a> BorrowedWire<'a> {
             transactional: None,
             prefix: None,
             content: None,
+            ddl: None,
         }
     }
 }
@@ -153,6 +156,13 @@ pub fn encode_into(change: &Change, out: &mut Vec<u8>) {
             table: Some(t.table.name.as_str()),
             partitions: t.partitions,
             ..BorrowedWire::bare(Action::Truncate, &t.origin)
+        },
+        Change::Schema(c) => Wire {
+            schema: Some(c.table.schema.as_str()),
+            table: Some(c.table.name.as_str()),
+            partitions: c.partitions,
+            ddl: Some(&*c.ddl),
+            ..BorrowedWire::bare(Action::Schema, &c.origin)
         },
         Change::Message(m) => Wire {
             transactional: Some(m.transactional),
@@ -240,6 +250,12 @@ pub fn decode(payload: &[u8]) -> Result<Change, DecodeError> {
             partitions: wire.partitions,
             origin,
         }),
+        Action::Schema => Change::Schema(SchemaChange {
+            table: table(wire.schema, wire.table)?,
+            partitions: wire.partitions,
+            ddl: Box::new(wire.ddl.ok_or_else(|| missing("ddl"))?),
+            origin,
+        }),
         Action::Message => Change::Message(LogicalMessage {
             transactional: wire.transactional.unwrap_or(false),
             prefix: wire.prefix.ok_or_else(|| missing("prefix"))?,
@@ -254,7 +270,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const LINES: [&str; 9] = [
+    const LINES: [&str; 11] = [
         r#"{"action":"B","xid":726,"timestamp":"2026-11-21 20:03:00.767411+00","lsn":"0/1947E28","nextlsn":"0/1948458"}"#,
         r#"{"action":"I","xid":727,"timestamp":"2026-11-21 20:03:00.783386+00","lsn":"0/1948458","schema":"public","table":"t","columns":[{"name":"n","type":"numeric(30,10)","typeoid":1700,"value":12345678901234567890.0123456789},{"name":"s","type":"text","typeoid":25,"value":"q\"uo'te\\ ü"},{"name":"x","type":"text","typeoid":25,"value":null}],"pk":[{"name":"id","type":"integer","typeoid":23}]}"#,
         r#"{"action":"U","xid":732,"lsn":"0/194D8F0","schema":"public","table":"t2","columns":[{"name":"id","type":"integer","typeoid":23,"value":3}],"identity":[{"name":"id","type":"integer","typeoid":23,"value":1}],"pk":[{"name":"id","type":"integer","typeoid":23}]}"#,
@@ -264,6 +280,8 @@ mod tests {
         r#"{"action":"C","xid":726,"timestamp":"2026-11-21 20:03:00.767411+00","lsn":"0/1947E28","nextlsn":"0/1948458"}"#,
         r#"{"action":"M","transactional":false,"prefix":"p","content":"hello"}"#,
         r#"{"action":"C","xid":0,"timestamp":"2026-12-02 03:35:05.408841+00","lsn":"0/1942BC0","nextlsn":"0/1942BC1","messages":2,"snapshot":7}"#,
+        r#"{"action":"S","xid":740,"timestamp":"2026-12-08 01:00:00.5+00","lsn":"0/1950000","partitions":3,"schema":"public","table":"t","ddl":{"command":"ALTER TABLE","recopy":false,"before":{"schema":"public","table":"t","columns":[{"attnum":1,"name":"id","type":"integer","typeoid":23,"not_null":true}],"pk":["id"],"indexes":[]},"after":{"schema":"public","table":"t","columns":[{"attnum":1,"name":"id","type":"integer","typeoid":23,"not_null":true},{"attnum":2,"name":"tier","type":"text","typeoid":25,"not_null":true,"fill":"basic"}],"pk":["id"],"indexes":[{"name":"t_tier","columns":["tier"],"unique":false}]}}}"#,
+        r#"{"action":"S","xid":741,"lsn":"0/1950100","schema":"public","table":"t","ddl":{"command":"DROP TABLE","recopy":false,"before":{"schema":"public","table":"t","columns":[],"pk":[],"indexes":[]}}}"#,
     ];
 
     #[test]
@@ -279,7 +297,10 @@ mod tests {
             .collect();
         assert_eq!(
             actions,
-            vec![Begin, Insert, Update, Update, Delete, Truncate, Commit, Message, Commit]
+            vec![
+                Begin, Insert, Update, Update, Delete, Truncate, Commit, Message, Commit, Schema,
+                Schema
+            ]
         );
     }
 
@@ -300,7 +321,11 @@ mod tests {
         let msg = decode(bad).unwrap_err().to_string();
         assert!(!msg.contains("hunter2"), "{msg}");
         assert!(msg.contains("not a wal2json v2 object"), "{msg}");
-        let cases: [(&[u8], &str); 6] = [
+        let cases: [(&[u8], &str); 7] = [
+            (
+                br#"{"action":"S","schema":"public","table":"t"}"#,
+                "S message without ddl",
+            ),
             (
                 br#"{"action":"I","schema":"public","table":"t"}"#,
                 "I message without columns",

@@ -16,8 +16,8 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use change::{
-    Action, Change, Column, LogicalMessage, Origin, PkColumn, RowChange, RowOp, TableName,
-    Truncate, TxnBoundary,
+    Action, Change, Column, ColumnDefinition, Ddl, IndexDefinition, LogicalMessage, Origin,
+    PkColumn, RowChange, RowOp, SchemaChange, TableDefinition, TableName, Truncate, TxnBoundary,
 };
 pub use codec::{FORMAT_HEADER, FORMAT_VERSION};
 pub use lsn::Lsn;

@@ -367,3 +367,142 @@ mod tests {
         assert_eq!(n(Kind::Bool, "t"), n(Kind::Bool, "1"));
     }
 }
+
+/// A table's shape as the tests compare it: column names in order, primary-key columns sorted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub columns: Vec<String>,
+    pub pk: Vec<String>,
+}
+
+/// The shape of a source table in `public`; None when it does not exist.
+pub async fn source_shape(source: &tokio_postgres::Client, table: &str) -> Option<Shape> {
+    let columns: Vec<String> = columns_of(source, table)
+        .await
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    if columns.is_empty() {
+        return None;
+    }
+    let mut pk: Vec<String> = source
+        .query(
+            "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a \
+             ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+             WHERE i.indrelid = format('public.%I', $1::text)::regclass AND i.indisprimary",
+            &[&table],
+        )
+        .await
+        .expect("read the source's primary key")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    pk.sort();
+    Some(Shape { columns, pk })
+}
+
+/// The user tables of a replica (Cascade's own `_cascade_*` excepted), sorted.
+pub async fn replica_tables(engine: Engine, url: &str) -> Vec<String> {
+    let sql = match engine {
+        Engine::Postgres => {
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'"
+        }
+        Engine::MySql => {
+            "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+        }
+        Engine::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table'",
+    };
+    let mut names = replica_strings(engine, url, sql, None).await;
+    names.retain(|n| !n.starts_with("_cascade"));
+    names.sort();
+    names
+}
+
+/// The shape of a replica table; None when it does not exist.
+pub async fn replica_shape(engine: Engine, url: &str, table: &str) -> Option<Shape> {
+    let (columns, pk) = match engine {
+        Engine::Postgres => (
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+            "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a \
+             ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+             WHERE i.indrelid = format('public.%I', $1::text)::regclass AND i.indisprimary",
+        ),
+        Engine::MySql => (
+            "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY'",
+        ),
+        Engine::Sqlite => (
+            "SELECT name FROM pragma_table_info(?) ORDER BY cid",
+            "SELECT name FROM pragma_table_info(?) WHERE pk > 0",
+        ),
+    };
+    let columns = replica_strings(engine, url, columns, Some(table)).await;
+    if columns.is_empty() {
+        return None;
+    }
+    let mut pk = replica_strings(engine, url, pk, Some(table)).await;
+    pk.sort();
+    Some(Shape { columns, pk })
+}
+
+/// The index names of a replica table (its primary key's excepted), sorted.
+pub async fn replica_indexes(engine: Engine, url: &str, table: &str) -> Vec<String> {
+    let sql = match engine {
+        Engine::Postgres => {
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1 \
+             AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE contype = 'p')"
+        }
+        Engine::MySql => {
+            "SELECT DISTINCT CAST(INDEX_NAME AS CHAR) FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME <> 'PRIMARY'"
+        }
+        Engine::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? \
+             AND name NOT LIKE 'sqlite_autoindex%'"
+        }
+    };
+    let mut names = replica_strings(engine, url, sql, Some(table)).await;
+    names.sort();
+    names
+}
+
+/// One text column of a query on a replica, with at most one text parameter.
+async fn replica_strings(engine: Engine, url: &str, sql: &str, param: Option<&str>) -> Vec<String> {
+    match engine {
+        Engine::Postgres => {
+            let client = connect(url).await;
+            let rows = match param {
+                Some(p) => client.query(sql, &[&p]).await,
+                None => client.query(sql, &[]).await,
+            };
+            rows.map(|rows| rows.iter().map(|r| r.get(0)).collect())
+                .unwrap_or_default()
+        }
+        Engine::MySql => {
+            let Ok(mut conn) = sqlx::mysql::MySqlConnection::connect(url).await else {
+                return Vec::new();
+            };
+            let mut q = sqlx::query_scalar::<_, String>(sql);
+            if let Some(p) = param {
+                q = q.bind(p);
+            }
+            q.fetch_all(&mut conn).await.unwrap_or_default()
+        }
+        Engine::Sqlite => {
+            let Ok(options) = sqlx::sqlite::SqliteConnectOptions::from_str(url) else {
+                return Vec::new();
+            };
+            let Ok(mut conn) = options.read_only(true).connect().await else {
+                return Vec::new();
+            };
+            let mut q = sqlx::query_scalar::<_, String>(sql);
+            if let Some(p) = param {
+                q = q.bind(p);
+            }
+            q.fetch_all(&mut conn).await.unwrap_or_default()
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use shared::{Change, Lsn, RowOp};
+use shared::{Change, Lsn, RowOp, TableName};
 use testkit::kafka_log::MemoryLog;
 use testkit::slot::{ScriptedSlot, SessionItem, SlotSession};
 use tokio_util::sync::CancellationToken;
@@ -135,6 +135,7 @@ fn settings() -> PumpSettings {
     PumpSettings {
         max_in_flight: 1000,
         status_interval: Duration::from_millis(5),
+        numeric_as_string: false,
     }
 }
 
@@ -323,5 +324,39 @@ async fn a_truncate_is_framed_into_every_partition() {
             frames[0].changes.last(),
             Some(Change::Truncate(_))
         ));
+    }
+}
+
+#[tokio::test]
+async fn a_schema_change_message_becomes_an_s_in_every_partition_and_the_bookkeeping_stays_home() {
+    let slot = ScriptedSlot::new();
+    let content = r#"{"command":"ALTER TABLE","recopy":false,"before":{"schema":"public","table":"t","columns":[{"attnum":1,"name":"id","type":"integer","typeoid":23,"not_null":true}],"pk":["id"],"indexes":[]},"after":{"schema":"public","table":"t","columns":[{"attnum":1,"name":"id","type":"integer","typeoid":23,"not_null":true},{"attnum":2,"name":"n","type":"numeric(10,2)","typeoid":1700,"not_null":false,"fill":"1.50"}],"pk":["id"],"indexes":[]}}"#;
+    let message = serde_json::json!({
+        "action": "M", "transactional": true, "prefix": "cascade.ddl", "content": content
+    })
+    .to_string();
+    let defs = r#"{"action":"I","schema":"cascade","table":"table_defs","columns":[{"name":"relid","type":"oid","typeoid":26,"value":1}]}"#;
+    let unsupported = serde_json::json!({
+        "action": "M", "transactional": true, "prefix": "cascade.ddl",
+        "content": r#"{"command":"ALTER TYPE","unsupported":"public.mood"}"#
+    })
+    .to_string();
+    slot.commit(900, &[message.as_str(), defs, unsupported.as_str()]);
+    let log = MemoryLog::new();
+    session(&slot, &mut FakeSink::new(&log), None)
+        .await
+        .unwrap();
+    for p in 0..PARTITIONS {
+        let frames = log.frames(TOPIC, p);
+        assert_eq!(frames.len(), 1, "partition {p}");
+        let changes = &frames[0].changes;
+        assert_eq!(changes.len(), 1, "only the S, partition {p}: {changes:?}");
+        let Change::Schema(s) = &changes[0] else {
+            panic!("not an S: {changes:?}")
+        };
+        assert_eq!(s.table, TableName::new("public", "t"));
+        assert_eq!(s.partitions, Some(PARTITIONS as u32));
+        let fill = s.ddl.after.as_ref().unwrap().columns[1].fill.as_ref();
+        assert_eq!(fill.map(|f| f.get()), Some("1.50"), "printed like wal2json");
     }
 }

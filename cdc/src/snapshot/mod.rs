@@ -203,6 +203,19 @@ impl Coordinator {
         }
     }
 
+    /// A schema change in the stream: a chunk read around it may have the old shape.
+    pub fn observe_schema(&mut self, ddl: &shared::Ddl) {
+        let tables = [ddl.before.as_ref(), ddl.after.as_ref()];
+        if let Some(w) = self.window.as_mut().filter(|w| {
+            tables
+                .iter()
+                .flatten()
+                .any(|d| d.schema == w.table.schema && d.table == w.table.name)
+        }) {
+            w.spoiled = Some("the table's definition changed");
+        }
+    }
+
     /// A logical message in the stream; watermarks of this session open and close windows.
     pub fn message(&mut self, prefix: &str, content: &str) {
         if prefix != MESSAGE_PREFIX {

@@ -222,7 +222,35 @@ impl Runner {
             shard = request.shard.as_deref().unwrap_or("all"),
             "snapshot of table started"
         );
+        let mut shape = shape;
         loop {
+            // Read the definition again before each chunk: a schema change while copying (a column
+            // added, dropped, renamed) must not be copied with the old columns.
+            shape = match reader::shape(sql, &request.table).await? {
+                Some(now) => {
+                    if now
+                        .pk
+                        .iter()
+                        .map(|k| &k.name)
+                        .ne(shape.pk.iter().map(|k| &k.name))
+                    {
+                        tracing::info!(request = request.id, table = %request.table, "the table's primary key changed during its copy: copying it again from the start");
+                        after = None;
+                        copied = 0;
+                    }
+                    if now.pk.is_empty() {
+                        return Err(Stop::Failed(format!(
+                            "the primary key of table {} was dropped during its copy",
+                            request.table
+                        )));
+                    }
+                    now
+                }
+                None => {
+                    tracing::info!(request = request.id, table = %request.table, "the table was dropped during its copy: nothing more to copy");
+                    break;
+                }
+            };
             let Some(done) = self
                 .chunk(sql, request, &shape, after.as_deref(), shard)
                 .await?

@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS cascade.snapshot_requests (
     table_name    text NOT NULL,
     where_clause  text,
     shard         text,
-    kind          text NOT NULL DEFAULT 'on-demand' CHECK (kind IN ('initial', 'on-demand')),
+    kind          text NOT NULL DEFAULT 'on-demand'
+                  CONSTRAINT snapshot_requests_kind_check
+                  CHECK (kind IN ('initial', 'on-demand', 'schema-change')),
     state         text NOT NULL DEFAULT 'pending'
                   CHECK (state IN ('pending', 'running', 'done', 'failed', 'superseded')),
     last_key      text[],
@@ -78,13 +80,35 @@ pub async fn exists(sql: &Client) -> Result<bool, CdcError> {
 /// Creates the signal table when missing. `Err` when the user may not (then `cdc setup --apply`
 /// with a privileged account does it).
 pub async fn ensure(sql: &Client) -> Result<(), CdcError> {
-    if exists(sql).await? {
+    if !exists(sql).await? {
+        return sql
+            .batch_execute(CREATE)
+            .await
+            .map_err(query_error("creating cascade.snapshot_requests"));
+    }
+    // Tables created before schema changes were captured accept two kinds of request only.
+    let current = sql
+        .query_one(
+            "SELECT coalesce(bool_or(pg_get_constraintdef(oid) LIKE '%schema-change%'), false) \
+             FROM pg_constraint WHERE conrelid = 'cascade.snapshot_requests'::regclass AND contype = 'c' \
+               AND conname = 'snapshot_requests_kind_check'",
+            &[],
+        )
+        .await
+        .map_err(query_error("reading cascade.snapshot_requests' constraints"))?;
+    if current.get::<_, bool>(0) {
         return Ok(());
     }
-    sql.batch_execute(CREATE)
+    sql.batch_execute(MIGRATE)
         .await
-        .map_err(query_error("creating cascade.snapshot_requests"))
+        .map_err(query_error("upgrading cascade.snapshot_requests"))
 }
+
+/// Lets a table created by an earlier cdc take the `schema-change` requests of the event triggers.
+const MIGRATE: &str = "\
+ALTER TABLE cascade.snapshot_requests DROP CONSTRAINT IF EXISTS snapshot_requests_kind_check;
+ALTER TABLE cascade.snapshot_requests ADD CONSTRAINT snapshot_requests_kind_check
+    CHECK (kind IN ('initial', 'on-demand', 'schema-change'));";
 
 /// Queues the initial copy of `tables` for `slot`, superseding every unfinished request of an earlier
 /// first run with this slot name, in one statement. Runs before the slot is created, so a crash

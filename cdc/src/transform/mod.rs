@@ -19,7 +19,7 @@ use std::path::Path;
 
 use serde_json::value::RawValue;
 use shared::config::ConfigError;
-use shared::{Column, Lsn, PkColumn, RowChange, RowOp, TableName};
+use shared::{Column, Lsn, PkColumn, RowChange, RowOp, SchemaChange, TableName};
 
 use crate::error::CdcError;
 use crate::route::{RoutedRow, Router};
@@ -133,6 +133,82 @@ impl Transforms {
         };
         self.rewrite(&mut routed.row, rules)?;
         router.rekey(routed)
+    }
+
+    /// Applies the rules to a schema change's definitions, so replicas see the shape they get rows
+    /// in: dropped columns (and indexes on them) left out, rewritten columns with their new type, the
+    /// fill of an added column rewritten like a value. A renamed table or column that had rules and
+    /// has none under its new name stops cdc: its values would otherwise leave in the clear.
+    pub fn apply_schema(&self, change: &mut SchemaChange) -> Result<(), CdcError> {
+        let lsn = change.origin.lsn.unwrap_or(Lsn::ZERO);
+        if let (Some(before), Some(after)) = (&change.ddl.before, &change.ddl.after) {
+            if let Some(rules) = self.tables.get(&before.name()) {
+                let after_rules = self.tables.get(&after.name());
+                for column in rules.keys() {
+                    let Some(old) = before.columns.iter().find(|c| &c.name == column) else {
+                        continue;
+                    };
+                    let new = after.column(old.attnum).map(|c| c.name.as_str());
+                    let covered = match (new, after_rules) {
+                        (None, _) => true,
+                        (Some(name), Some(r)) => r.contains_key(name),
+                        (Some(_), None) => false,
+                    };
+                    if !covered {
+                        return Err(CdcError::Transform {
+                            table: after.name().to_string(),
+                            column: new.unwrap_or(column).to_owned(),
+                            lsn,
+                            reason: format!(
+                                "it was {}.{column}, which has a transform rule, and was renamed: add the rule \
+                                 under its new name in the routing file, then restart cdc",
+                                before.name()
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        for def in [change.ddl.before.as_mut(), change.ddl.after.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let name = def.name();
+            let Some(rules) = self.tables.get(&name) else {
+                continue;
+            };
+            def.columns
+                .retain(|c| rules.get(&c.name) != Some(&Rule::Drop));
+            def.indexes
+                .retain(|i| i.columns.iter().all(|c| rules.get(c) != Some(&Rule::Drop)));
+            for c in &mut def.columns {
+                if !rules.contains_key(&c.name) {
+                    continue;
+                }
+                let had_fill = c.fill.is_some();
+                let mut one = vec![Column {
+                    name: c.name.clone(),
+                    type_name: c.type_name.clone(),
+                    typeoid: Some(c.typeoid),
+                    value: c.fill.take().unwrap_or_else(null),
+                }];
+                self.rewrite_columns(&mut one, rules)
+                    .map_err(|(column, reason)| CdcError::Transform {
+                        table: name.to_string(),
+                        column,
+                        lsn,
+                        reason,
+                    })?;
+                if let Some(done) = one.pop() {
+                    c.type_name = done.type_name;
+                    c.typeoid = done.typeoid.unwrap_or(c.typeoid);
+                    if had_fill {
+                        c.fill = Some(done.value);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn rewrite(&self, row: &mut RowChange, rules: &HashMap<String, Rule>) -> Result<(), CdcError> {

@@ -170,3 +170,59 @@ fn nulls_stay_null_and_types_stay_stable() {
     assert_eq!(v.value.get(), "null");
     assert_eq!(v.type_name, "character varying(64)");
 }
+
+fn schema_change(after_columns: &str, after_table: &str) -> SchemaChange {
+    let json = format!(
+        r#"{{"action":"S","lsn":"0/20","schema":"public","table":"{after_table}","ddl":{{"command":"ALTER TABLE","before":{{"schema":"public","table":"customers","columns":[{{"attnum":1,"name":"id","type":"integer","typeoid":23,"not_null":true}},{{"attnum":2,"name":"phone","type":"text","typeoid":25,"not_null":false}},{{"attnum":3,"name":"notes","type":"text","typeoid":25,"not_null":false}}],"pk":["id"],"indexes":[{{"name":"by_notes","columns":["notes"],"unique":false}}]}},"after":{{"schema":"public","table":"{after_table}","columns":{after_columns},"pk":["id"],"indexes":[{{"name":"by_notes","columns":["notes"],"unique":false}},{{"name":"by_phone","columns":["phone"],"unique":false}}]}}}}}}"#
+    );
+    match codec::decode(json.as_bytes()).unwrap() {
+        Change::Schema(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn schema_changes_show_replicas_the_transformed_shape() {
+    let t = Transforms::parse(FILE, key()).unwrap();
+    let mut change = schema_change(
+        r#"[{"attnum":1,"name":"id","type":"integer","typeoid":23,"not_null":true},{"attnum":2,"name":"phone","type":"text","typeoid":25,"not_null":false},{"attnum":3,"name":"notes","type":"text","typeoid":25,"not_null":false},{"attnum":4,"name":"email","type":"character varying(20)","typeoid":1043,"not_null":false,"fill":"ada@x.org"}]"#,
+        "customers",
+    );
+    t.apply_schema(&mut change).unwrap();
+    let after = change.ddl.after.as_ref().unwrap();
+    let names: Vec<&str> = after.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["id", "phone", "email"],
+        "the dropped column is left out"
+    );
+    let indexes: Vec<&str> = after.indexes.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(indexes, ["by_phone"], "an index on a dropped column too");
+    let email = &after.columns[2];
+    assert_eq!(email.type_name, "character varying(64)", "hash's type");
+    let fill = email.fill.as_ref().unwrap().get();
+    assert!(!fill.contains("ada"), "the fill leaves hashed: {fill}");
+    assert_eq!(fill.len(), 66, "{fill}");
+    let before = change.ddl.before.as_ref().unwrap();
+    assert!(before.columns.iter().all(|c| c.name != "notes"));
+}
+
+#[test]
+fn renaming_a_column_or_table_with_a_rule_stops_cdc() {
+    let t = Transforms::parse(FILE, key()).unwrap();
+    let mut renamed = schema_change(
+        r#"[{"attnum":1,"name":"id","type":"integer","typeoid":23,"not_null":true},{"attnum":2,"name":"telephone","type":"text","typeoid":25,"not_null":false},{"attnum":3,"name":"notes","type":"text","typeoid":25,"not_null":false}]"#,
+        "customers",
+    );
+    let error = t.apply_schema(&mut renamed).unwrap_err().to_string();
+    assert!(
+        error.contains("telephone") && error.contains("renamed"),
+        "{error}"
+    );
+    let mut moved = schema_change(
+        r#"[{"attnum":1,"name":"id","type":"integer","typeoid":23,"not_null":true},{"attnum":2,"name":"phone","type":"text","typeoid":25,"not_null":false},{"attnum":3,"name":"notes","type":"text","typeoid":25,"not_null":false}]"#,
+        "clients",
+    );
+    let error = t.apply_schema(&mut moved).unwrap_err().to_string();
+    assert!(error.contains("public.clients"), "{error}");
+}

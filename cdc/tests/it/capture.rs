@@ -93,7 +93,7 @@ async fn kafka_stream_matches_wal2json_row_for_row() {
     let reference = pg_recvlogical(&s, &db_url, &reference_slot).await;
     let reference_rows: Vec<_> = reference
         .iter()
-        .filter(|e| e.action.is_row_change())
+        .filter(|e| is_published(e))
         .cloned()
         .collect();
     assert!(

@@ -67,7 +67,7 @@ async fn sigkill_mid_stream_loses_nothing() {
     let reference = pg_recvlogical(&s, &db_url, &reference_slot).await;
     let partitions = reader.partitions;
     let mut expected: BTreeMap<String, usize> = BTreeMap::new();
-    for e in reference.iter().filter(|e| e.action.is_row_change()) {
+    for e in reference.iter().filter(|e| is_published(e)) {
         for p in expected_publications(e, partitions) {
             *expected.entry(canonical(&p)).or_default() += 1;
         }

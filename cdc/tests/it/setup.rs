@@ -119,11 +119,12 @@ async fn cdc_refuses_tables_without_their_shard_key_and_setup_fixes_them() {
         &format!("fix: {fix}"),
         "[needs fixing] snapshot requests table: cascade.snapshot_requests is missing",
         "CREATE TABLE IF NOT EXISTS cascade.snapshot_requests",
+        "[needs fixing] schema-change capture: cascade's event triggers are not installed",
         "run again with --apply",
     ] {
         assert!(out.contains(line), "lacks {line:?}:\n{out}");
     }
-    assert!(err.contains("2 item(s)"), "{err}");
+    assert!(err.contains("3 item(s)"), "{err}");
     assert!(
         !out.contains(db_url.split('@').next().unwrap()),
         "prints the password:\n{out}"
@@ -137,6 +138,7 @@ async fn cdc_refuses_tables_without_their_shard_key_and_setup_fixes_them() {
         "{out}"
     );
     assert!(out.contains("[fixed] snapshot requests table"), "{out}");
+    assert!(out.contains("[fixed] schema-change capture"), "{out}");
     assert!(out.contains("the source is ready for cdc"), "{out}");
     let signal: bool = c
         .query_one(

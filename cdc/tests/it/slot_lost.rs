@@ -50,8 +50,9 @@ async fn a_dropped_slot_stops_cdc_instead_of_being_recreated() {
         .unwrap();
     let mut reader =
         TopicReader::open(&s.kafka, &format!("{prefix}.main"), Duration::from_secs(30));
+    // The initial snapshot may copy the row as well as stream it: look for the row itself.
     reader.read_until(Duration::from_secs(30), "the first insert", |m| {
-        row_changes(m) == 1
+        has_value(m, "before")
     });
     assert_eq!(cdc.terminate(Duration::from_secs(30)), 0);
 
@@ -106,7 +107,7 @@ async fn a_dropped_slot_stops_cdc_instead_of_being_recreated() {
     reader.read_until(
         Duration::from_secs(30),
         "the insert after the new slot",
-        |m| row_changes(m) == 2,
+        |m| has_value(m, "after"),
     );
     assert_eq!(cdc.terminate(Duration::from_secs(30)), 0);
     testkit::drop_slot(&s.source_url, &slot).await;
@@ -159,4 +160,12 @@ async fn a_slot_recorded_for_another_server_is_refused() {
     );
     assert!(!slot_exists(&db_url, &foreign).await);
     testkit::drop_slot(&s.source_url, &slot).await;
+}
+
+/// Whether a row change with the text value `value` was read.
+fn has_value(msgs: &[Msg], value: &str) -> bool {
+    let quoted = format!("\"{value}\"");
+    msgs.iter().any(|m| {
+        m.event.action.is_row_change() && String::from_utf8_lossy(&m.raw).contains(&quoted)
+    })
 }

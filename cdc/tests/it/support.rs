@@ -230,6 +230,12 @@ impl TopicReader {
     }
 }
 
+/// A row change of the source that cdc publishes: not one of cascade's own tables on the source
+/// (snapshot requests, the schema-change triggers' `cascade.table_defs`).
+pub fn is_published(e: &WireEvent) -> bool {
+    e.action.is_row_change() && e.schema.as_deref() != Some("cascade")
+}
+
 /// Row-change count in a message list.
 pub fn row_changes(msgs: &[Msg]) -> usize {
     msgs.iter()

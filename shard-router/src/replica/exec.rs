@@ -113,7 +113,14 @@ where
     }
 
     pub(super) async fn dry_run(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
-        dry_run(&self.pool, statements).await
+        one_transaction(&self.pool, statements, false).await
+    }
+
+    pub(super) async fn apply_schema(
+        &self,
+        statements: &[Statement],
+    ) -> Result<(), StatementFailed> {
+        one_transaction(&self.pool, statements, true).await
     }
 
     pub(super) async fn barrier_state(
@@ -309,8 +316,12 @@ where
     Ok(Outcome::Applied)
 }
 
-/// Runs `statements` in a transaction that is rolled back in the end.
-async fn dry_run<DB>(pool: &Pool<DB>, statements: &[Statement]) -> Result<(), StatementFailed>
+/// Runs `statements` in one transaction, committed or (a dry run) rolled back in the end.
+async fn one_transaction<DB>(
+    pool: &Pool<DB>,
+    statements: &[Statement],
+    commit: bool,
+) -> Result<(), StatementFailed>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -323,7 +334,12 @@ where
 {
     let mut tx = pool.begin().await.map_err(StatementFailed::bookkeeping)?;
     run_numbered(&mut *tx, statements).await?;
-    tx.rollback().await.map_err(StatementFailed::bookkeeping)
+    if commit {
+        tx.commit().await
+    } else {
+        tx.rollback().await
+    }
+    .map_err(StatementFailed::bookkeeping)
 }
 
 /// Runs `statements` in order; a failure names the statement's index.

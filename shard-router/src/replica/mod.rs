@@ -31,6 +31,14 @@ use crate::error::RouterError;
 use crate::plan::Statement;
 
 pub use exec::{Outcome, StatementFailed, StoredPosition};
+
+/// A replica table's keys, introspected: see [`Replica::table_keys`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableKeys {
+    pub pk: Vec<String>,
+    pub pk_constraint: Option<String>,
+    pub indexes: Vec<String>,
+}
 pub use mysql::MySqlReplica;
 pub use postgres::PostgresReplica;
 pub use sqlite::SqliteReplica;
@@ -80,6 +88,21 @@ pub trait Replica: Send + Sync + 'static {
         let _ = (schema, name);
         async { Ok(Vec::new()) }
     }
+
+    /// The primary key (and its constraint's name) and the index names of a replica table; empty
+    /// for a table that does not exist.
+    fn table_keys(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+    ) -> impl Future<Output = Result<TableKeys, RouterError>> + Send;
+
+    /// Runs a schema change's statements in one transaction (MySQL commits around each DDL on its
+    /// own: every step of a plan is idempotent, see [`crate::schema`]).
+    fn apply_schema(
+        &self,
+        statements: &[Statement],
+    ) -> impl Future<Output = Result<(), StatementFailed>> + Send;
 
     /// The position recorded for a partition (zero if none).
     fn position(
@@ -203,6 +226,22 @@ impl Replica for AnyReplica {
             AnyReplica::MySql(r) => r.column_types(schema, name).await,
             AnyReplica::Sqlite(r) => r.column_types(schema, name).await,
             AnyReplica::Postgres(r) => r.column_types(schema, name).await,
+        }
+    }
+
+    async fn table_keys(&self, schema: Option<&str>, name: &str) -> Result<TableKeys, RouterError> {
+        match self {
+            AnyReplica::MySql(r) => r.table_keys(schema, name).await,
+            AnyReplica::Sqlite(r) => r.table_keys(schema, name).await,
+            AnyReplica::Postgres(r) => r.table_keys(schema, name).await,
+        }
+    }
+
+    async fn apply_schema(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
+        match self {
+            AnyReplica::MySql(r) => r.apply_schema(statements).await,
+            AnyReplica::Sqlite(r) => r.apply_schema(statements).await,
+            AnyReplica::Postgres(r) => r.apply_schema(statements).await,
         }
     }
 

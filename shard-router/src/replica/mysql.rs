@@ -8,7 +8,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{ConnectOptions, Executor, MySql};
 
 use super::exec::SqlPool;
-use super::{Outcome, Replica, StatementFailed, ACQUIRE_TIMEOUT};
+use super::{Outcome, Replica, StatementFailed, TableKeys, ACQUIRE_TIMEOUT};
 use crate::batch::AppliedPosition;
 use crate::config::ReplicaUrl;
 use crate::dialect::Dialect;
@@ -162,6 +162,31 @@ impl Replica for MySqlReplica {
 
     async fn dry_run(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
         self.sql.dry_run(statements).await
+    }
+
+    async fn apply_schema(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
+        self.sql.apply_schema(statements).await
+    }
+
+    async fn table_keys(&self, schema: Option<&str>, name: &str) -> Result<TableKeys, RouterError> {
+        let _ = schema;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT CAST(INDEX_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR) FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+        )
+        .bind(name)
+        .fetch_all(&self.sql.pool)
+        .await
+        .map_err(|e| RouterError::replica(format!("reading the keys of {name}"), e))?;
+        let mut keys = TableKeys::default();
+        for (index, column) in rows {
+            if index == "PRIMARY" {
+                keys.pk.push(column);
+            } else if !keys.indexes.contains(&index) {
+                keys.indexes.push(index);
+            }
+        }
+        Ok(keys)
     }
 
     async fn barrier_state(

@@ -8,7 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Postgres};
 
 use super::exec::SqlPool;
-use super::{Outcome, Replica, StatementFailed, ACQUIRE_TIMEOUT};
+use super::{Outcome, Replica, StatementFailed, TableKeys, ACQUIRE_TIMEOUT};
 use crate::batch::AppliedPosition;
 use crate::config::ReplicaUrl;
 use crate::dialect::Dialect;
@@ -117,6 +117,43 @@ impl Replica for PostgresReplica {
 
     async fn dry_run(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
         self.sql.dry_run(statements).await
+    }
+
+    async fn apply_schema(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
+        self.sql.apply_schema(statements).await
+    }
+
+    async fn table_keys(&self, schema: Option<&str>, name: &str) -> Result<TableKeys, RouterError> {
+        let schema = schema.unwrap_or("public");
+        let context = |e| RouterError::replica(format!("reading the keys of {name}"), e);
+        let pk: Vec<(String, String)> = sqlx::query_as(
+            "SELECT a.attname::text, con.conname::text FROM pg_constraint con \
+             JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord) ON true \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+             WHERE n.nspname = $1 AND c.relname = $2 AND con.contype = 'p' ORDER BY k.ord",
+        )
+        .bind(schema)
+        .bind(name)
+        .fetch_all(&self.sql.pool)
+        .await
+        .map_err(context)?;
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT ic.relname::text FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_class ic ON ic.oid = i.indexrelid \
+             WHERE n.nspname = $1 AND c.relname = $2 AND NOT i.indisprimary ORDER BY 1",
+        )
+        .bind(schema)
+        .bind(name)
+        .fetch_all(&self.sql.pool)
+        .await
+        .map_err(context)?;
+        Ok(TableKeys {
+            pk_constraint: pk.first().map(|(_, c)| c.clone()),
+            pk: pk.into_iter().map(|(c, _)| c).collect(),
+            indexes,
+        })
     }
 
     async fn barrier_state(

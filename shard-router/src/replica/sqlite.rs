@@ -9,7 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Sqlite};
 
 use super::exec::SqlPool;
-use super::{Outcome, Replica, StatementFailed};
+use super::{Outcome, Replica, StatementFailed, TableKeys};
 use crate::batch::AppliedPosition;
 use crate::config::ReplicaUrl;
 use crate::dialect::Dialect;
@@ -100,6 +100,34 @@ impl Replica for SqliteReplica {
 
     async fn dry_run(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
         self.sql.dry_run(statements).await
+    }
+
+    async fn apply_schema(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
+        self.sql.apply_schema(statements).await
+    }
+
+    async fn table_keys(&self, schema: Option<&str>, name: &str) -> Result<TableKeys, RouterError> {
+        let _ = schema;
+        let context = |e| RouterError::replica(format!("reading the keys of {name}"), e);
+        let pk: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk")
+                .bind(name)
+                .fetch_all(&self.sql.pool)
+                .await
+                .map_err(context)?;
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? \
+             AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
+        )
+        .bind(name)
+        .fetch_all(&self.sql.pool)
+        .await
+        .map_err(context)?;
+        Ok(TableKeys {
+            pk,
+            pk_constraint: None,
+            indexes,
+        })
     }
 
     async fn barrier_state(

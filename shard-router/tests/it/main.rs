@@ -8,6 +8,7 @@ mod failures;
 mod keys;
 mod positions;
 mod prometheus;
+mod schema;
 mod sharding;
 mod snapshot;
 mod support;

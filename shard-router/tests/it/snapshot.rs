@@ -197,14 +197,7 @@ async fn an_existing_database_is_copied_consistently_through_a_kill() {
         .unwrap()
         .get(0);
     assert_eq!(leaked, 0, "cascade.snapshot_requests reached a replica");
-    for router in &routers {
-        assert_eq!(
-            metric_sum(&router.metrics(), "router_partitions_stopped"),
-            0.0,
-            "a partition stopped:\n{}",
-            router.log_text()
-        );
-    }
+    assert_no_partition_stopped(&routers);
     drop(routers);
     drop(cdc);
     testkit::drop_slot(&s.source_url, &name).await;

@@ -131,6 +131,18 @@ pub fn start_router_env(
     Process::start(router_bin(), &format!("router-{prefix}"), &args, &all)
 }
 
+/// Fails, with the router's log, when a partition of one of `routers` stopped.
+pub fn assert_no_partition_stopped(routers: &[Process]) {
+    for router in routers {
+        assert_eq!(
+            metric_sum(&router.metrics(), "router_partitions_stopped"),
+            0.0,
+            "a partition stopped:\n{}",
+            router.log_text()
+        );
+    }
+}
+
 /// The sum of a counter over all its label sets in a Prometheus text exposition.
 pub fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()

@@ -74,6 +74,7 @@ fn ops(statements: &[Statement]) -> (Vec<Op>, Vec<usize>) {
                 StatementKind::Insert => Op::Insert { table, row },
                 StatementKind::DeleteByKey => Op::DeleteKey { table, key: row },
                 StatementKind::DeleteOne | StatementKind::DeleteAll => Op::DeleteRow { table, row },
+                StatementKind::Schema | StatementKind::Fill => continue,
             });
             owner.push(index);
         }
@@ -150,6 +151,19 @@ impl Replica for Fake {
         Ok(self
             .0
             .columns(&format!("{}.{name}", schema.unwrap_or("public"))))
+    }
+
+    async fn table_keys(
+        &self,
+        _schema: Option<&str>,
+        _name: &str,
+    ) -> Result<crate::replica::TableKeys, RouterError> {
+        Ok(Default::default())
+    }
+
+    async fn apply_schema(&self, _statements: &[Statement]) -> Result<(), StatementFailed> {
+        // No schema in the in-memory replica: tables appear with their first row.
+        Ok(())
     }
 
     async fn position(&self, topic: &str, partition: i32) -> Result<AppliedPosition, RouterError> {
