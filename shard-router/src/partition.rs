@@ -104,7 +104,7 @@ enum Wake {
 struct Read {
     offset: i64,
     decoded: Result<Change, codec::DecodeError>,
-    traceparent: Option<String>,
+    trace: shared::propagation::TraceHeaders,
 }
 
 /// Checks the format header and decodes the value, once: the typed change is what every later
@@ -114,7 +114,7 @@ fn read(message: impl Inbound) -> Read {
         offset: message.offset(),
         decoded: codec::check_format(message.header(codec::FORMAT_HEADER))
             .and_then(|()| codec::decode(message.payload().unwrap_or_default())),
-        traceparent: trace::traceparent(&message),
+        trace: trace::headers(&message),
     }
 }
 
@@ -189,7 +189,7 @@ impl<R: Replica> Task<R> {
             let Read {
                 offset,
                 decoded,
-                traceparent,
+                trace,
             } = message;
             next = offset + 1;
             basis = Basis::Reading;
@@ -208,7 +208,7 @@ impl<R: Replica> Task<R> {
                 &applier.group,
                 self.partition,
                 offset,
-                traceparent,
+                trace,
             );
             let next = match batch.push(offset, change) {
                 Ok(n) => n,
