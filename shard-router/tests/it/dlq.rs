@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use shared::{codec, Change, Lsn, TxnBoundary};
 use sqlx::ConnectOptions;
@@ -28,36 +27,6 @@ async fn mysql(url: &str) -> sqlx::MySqlConnection {
         .connect()
         .await
         .unwrap_or_else(|e| panic!("cannot connect to MariaDB: {e}"))
-}
-
-/// Produces one message to a partition; returns its offset.
-async fn produce(
-    kafka: &str,
-    topic: &str,
-    partition: i32,
-    value: &[u8],
-    headers: &[(&str, &str)],
-) -> i64 {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", kafka)
-        .create()
-        .unwrap();
-    let mut h = OwnedHeaders::new();
-    for (k, v) in headers {
-        h = h.insert(Header {
-            key: k,
-            value: Some(*v),
-        });
-    }
-    let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(topic)
-        .partition(partition)
-        .payload(value)
-        .headers(h);
-    let delivery = producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|(e, _)| panic!("cannot produce to {topic}/{partition}: {e}"));
-    delivery.offset
 }
 
 /// A message read back: partition, offset, headers (text), value.
