@@ -42,6 +42,9 @@ pub const HEADER_REASON: &str = "cascade-reason";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long reading the dead-letter topic's tail may take.
 const SCAN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long nothing must arrive, past the high watermark, before a read of a partition counts as
+/// having reached its end.
+const SCAN_IDLE: Duration = Duration::from_secs(1);
 
 /// The dead-letter topic of a topic.
 pub fn dlq_topic(topic: &str) -> String {
@@ -382,8 +385,8 @@ pub struct Scan {
 }
 
 impl Scan {
-    /// Every dead letter from `from` to the partition's end (as it was when the scan began).
-    /// Blocking.
+    /// Every dead letter from `from` to the partition's end: at least up to the high watermark read
+    /// when the scan began, and on until nothing more arrives for [`SCAN_IDLE`]. Blocking.
     pub fn run(&self) -> Result<Vec<Stored>, KafkaError> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
@@ -397,30 +400,31 @@ impl Scan {
             consumer.fetch_watermarks(&self.topic, self.partition, REQUEST_TIMEOUT)?;
         let start = self.from.max(low);
         let mut out = Vec::new();
-        if start >= high {
-            return Ok(out);
-        }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(start))?;
         consumer.assign(&tpl)?;
+        // The high watermark is a lower bound of the end (tansu reports one below the true end):
+        // read on until nothing more comes for a moment.
         let deadline = Instant::now() + SCAN_TIMEOUT;
         let mut next = start;
-        while next < high {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+        let mut last = Instant::now();
+        loop {
+            if Instant::now() > deadline {
                 return Err(KafkaError::MessageConsumption(
                     RDKafkaErrorCode::RequestTimedOut,
                 ));
             }
-            match consumer.poll(left.min(Duration::from_millis(500))) {
+            match consumer.poll(Duration::from_millis(200)) {
+                None if next >= high && last.elapsed() >= SCAN_IDLE => break,
                 None => {}
                 Some(Err(e)) => return Err(e),
                 Some(Ok(m)) => {
                     // A broker may hand out messages before the offset sought (tansu does).
-                    if m.offset() < start {
+                    if m.partition() != self.partition || m.offset() < next {
                         continue;
                     }
                     next = m.offset() + 1;
+                    last = Instant::now();
                     if let Some(letter) = Stored::of(&m) {
                         out.push(letter);
                     }

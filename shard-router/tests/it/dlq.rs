@@ -59,28 +59,34 @@ fn read_topic(kafka: &str, topic: &str) -> Vec<Read> {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(10))
             .unwrap();
-        if high <= low {
-            continue;
-        }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, p, Offset::Offset(low))
             .unwrap();
         consumer.assign(&tpl).unwrap();
+        // tansu's high watermark can be below the true end: read on until a second passes without
+        // a message.
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut next = low;
-        while next < high {
+        let mut last = Instant::now();
+        loop {
             assert!(
                 Instant::now() < deadline,
                 "reading {topic}/{p} up to {high} took over 30s (at {next})"
             );
-            let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+                if next >= high && last.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
                 continue;
             };
             let m = m.unwrap();
-            if m.offset() < next {
-                continue; // a broker may resend what precedes the offset sought
+            // Left over from the partition read before, or before the offset sought (a broker may
+            // send what precedes it).
+            if m.partition() != p || m.offset() < next {
+                continue;
             }
             next = m.offset() + 1;
+            last = Instant::now();
             let headers = m
                 .headers()
                 .map(|h| {
@@ -278,7 +284,13 @@ async fn poison_events_become_one_dead_letter_each_and_replay_applies_the_refuse
     let original = source_messages
         .iter()
         .find(|m| m.partition == rp && m.offset == ro)
-        .expect("the refused row in the source topic");
+        .unwrap_or_else(|| {
+            let summary: Vec<(i32, i64)> = source_messages
+                .iter()
+                .map(|m| (m.partition, m.offset))
+                .collect();
+            panic!("the refused row {rp}/{ro} is not in the source topic: {summary:?}")
+        });
     // It was one row of several in its transaction's frame: the others were applied without it.
     let partition: Vec<(i64, Change)> = source_messages
         .iter()
