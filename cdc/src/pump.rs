@@ -425,9 +425,9 @@ impl<'a, K: Sink> Pump<'a, K> {
             let shard = message.dest.shard;
             let trace = match self.open.as_mut() {
                 Some(open) if open.trace.is_active() => {
-                    open.trace.traceparent(shard, self.sink.topic(shard))
+                    open.trace.headers(shard, self.sink.topic(shard))
                 }
-                _ => None,
+                _ => &[],
             };
             match self.sink.send(message, ticket, trace) {
                 Ok(()) => {

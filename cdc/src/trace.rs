@@ -1,15 +1,19 @@
 //! Traces of captured transactions: one `capture transaction` span per source transaction and, per
-//! shard it reaches, a `send <topic>` producer span whose `traceparent` every message of that
-//! transaction to that topic carries (OpenTelemetry messaging conventions). Nothing is built unless
+//! shard it reaches, a `send <topic>` producer span whose trace context (the headers the global
+//! propagator writes: `traceparent`, `tracestate`, `baggage`, see `shared::propagation`) every
+//! message of that transaction to that topic carries (OpenTelemetry messaging conventions). Nothing is built unless
 //! spans are exported.
 
 use shared::TxnBoundary;
 
+/// Trace-context headers: (name, value).
+type TraceHeaders = Vec<(String, String)>;
+
 /// The spans of the transaction being published.
 pub struct TxnTrace {
     span: tracing::Span,
-    /// Per shard, the send span and its `traceparent`.
-    sends: Vec<Option<(tracing::Span, Option<String>)>>,
+    /// Per shard, the send span and its trace-context headers.
+    sends: Vec<Option<(tracing::Span, TraceHeaders)>>,
 }
 
 impl TxnTrace {
@@ -45,12 +49,15 @@ impl TxnTrace {
         !self.span.is_none()
     }
 
-    /// The `traceparent` of this transaction's messages to `shard`, opening its send span first.
-    pub fn traceparent(&mut self, shard: usize, topic: &str) -> Option<&str> {
+    /// The trace-context headers of this transaction's messages to `shard`, opening its send span
+    /// first.
+    pub fn headers(&mut self, shard: usize, topic: &str) -> &[(String, String)] {
         if self.span.is_none() {
-            return None;
+            return &[];
         }
-        let slot = self.sends.get_mut(shard)?;
+        let Some(slot) = self.sends.get_mut(shard) else {
+            return &[];
+        };
         if slot.is_none() {
             let span = tracing::info_span!(
                 parent: &self.span,
@@ -62,9 +69,9 @@ impl TxnTrace {
                 messaging.operation.name = "send",
                 messaging.destination.name = topic,
             );
-            let trace = shared::propagation::traceparent(&span);
+            let trace = shared::propagation::inject(&span);
             *slot = Some((span, trace));
         }
-        slot.as_ref().and_then(|(_, t)| t.as_deref())
+        slot.as_ref().map_or(&[], |(_, t)| t.as_slice())
     }
 }

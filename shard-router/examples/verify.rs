@@ -1,7 +1,9 @@
 //! Compares every table of a source schema with its copy in each replica and prints a table: rows on
 //! the source (the replica's shard's share of them), rows on each replica, and whether the contents
-//! are equal (values normalised by type, see `testkit::compare`). Exits 1 when a replica differs. Used
-//! by `scripts/demo.sh`.
+//! are equal (values normalised by type, see `testkit::compare`); then each replica's open dead
+//! letters (events the router set aside with `--on-error dead-letter` and nobody replayed: the
+//! replica lacks them). Exits 1 when a replica differs or holds an open dead letter. Used by
+//! `scripts/demo.sh`.
 //!
 //! ```text
 //! cargo run -p shard-router --example verify -- --source postgres://… \
@@ -17,7 +19,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::value::RawValue;
 use shared::shards::{Placement, ShardMap};
-use testkit::compare::{diff, replica_rows, source_rows_where, Engine};
+use testkit::compare::{diff, open_dead_letters, replica_rows, source_rows_where, Engine};
 
 #[derive(Parser)]
 struct Args {
@@ -182,6 +184,26 @@ async fn main() -> ExitCode {
             print!("  {:>26}", cell);
         }
         println!();
+    }
+    for r in &replicas {
+        match open_dead_letters(r.engine, &r.url).await {
+            Ok(open) if open.is_empty() => {}
+            Ok(open) => {
+                all_equal = false;
+                println!(
+                    "\n{}: {} open dead letter(s), events this replica lacks (shard-router replay-dlq applies them after a fix):",
+                    r.label,
+                    open.len()
+                );
+                for d in &open {
+                    println!(
+                        "  {} partition {} offset {} ({})",
+                        d.topic, d.partition, d.offset, d.reason
+                    );
+                }
+            }
+            Err(e) => println!("\n{}: no dead letters read ({e})", r.label),
+        }
     }
     if all_equal {
         println!("\nevery replica equals its share of the source, row for row and value for value");

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::Applier;
-use crate::config::Config;
+use crate::config::{Config, OnError};
 use crate::consume::{self, Health, RouterConsumer, RouterContext};
 use crate::error::RouterError;
 use crate::metrics as m;
@@ -67,6 +67,31 @@ async fn serve(
             context: format!("cannot subscribe to {topic}"),
             source,
         })?;
+    let dead_letters = match config.on_error {
+        OnError::Stop => None,
+        OnError::DeadLetter => {
+            let partitions =
+                consume::partition_count(&consumer, &topic)
+                    .await
+                    .map_err(|source| RouterError::Kafka {
+                        context: format!("reading the partition count of {topic}"),
+                        source,
+                    })?;
+            let queue = crate::dead_letter::KafkaDeadLetters::connect(
+                &config.kafka_brokers,
+                &topic,
+                &config.group_id(),
+                i32::try_from(partitions).unwrap_or(i32::MAX),
+                config.dlq_replication_factor,
+            )
+            .await?;
+            tracing::info!(
+                dlq = %crate::dead_letter::dlq_topic(&topic),
+                "events that cannot be applied go to the dead-letter topic"
+            );
+            Some(Arc::new(queue))
+        }
+    };
     health.set_running(true);
     tracing::info!(topic = %topic, group = %config.group_id(), "subscribed");
 
@@ -77,6 +102,7 @@ async fn serve(
         batch_max_bytes: config.batch_max_bytes,
         batch_max_wait: config.batch_max_wait,
         max_backoff: config.max_backoff,
+        dead_letters,
     };
     let supervisor = tokio::spawn(consume::supervise(
         control_rx,

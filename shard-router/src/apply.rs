@@ -78,6 +78,7 @@ impl<R: Replica> Applier<R> {
                 table: name.to_string(),
                 cause: e.to_string(),
                 db_error: None,
+                isolated: true,
             };
             if existing.is_some() && next.lookup(name).is_none() {
                 // First sight of a table the replica has: its columns' sizes must still fit.
@@ -113,6 +114,7 @@ impl<R: Replica> Applier<R> {
                 table: e.table.to_string(),
                 cause: e.to_string(),
                 db_error: None,
+                isolated: row.is_some(),
             }
         })?;
         let started = std::time::Instant::now();
@@ -125,6 +127,7 @@ impl<R: Replica> Applier<R> {
                 before,
                 &flush.position,
                 arrival,
+                &flush.dead_letters,
             )
             .await
         {
@@ -156,6 +159,49 @@ impl<R: Replica> Applier<R> {
         }
     }
 
+    /// Applies the row change of a dead letter (the message at `row.offset`, set aside earlier) and
+    /// marks it replayed, in one replica transaction, unless it is not recorded or is resolved
+    /// already (`Ok(false)`). `row: None` marks it `discarded` without applying anything.
+    pub async fn replay(
+        &self,
+        partition: i32,
+        offset: i64,
+        row: Option<&Row>,
+    ) -> Result<bool, RouterError> {
+        let rows = row.map(std::slice::from_ref).unwrap_or_default();
+        self.ensure_tables(partition, rows).await?;
+        let statements = plan(&self.catalog(), rows.iter().map(|r| &r.change)).map_err(|e| {
+            RouterError::Event {
+                at: self.at(partition, offset),
+                table: e.table.to_string(),
+                cause: e.to_string(),
+                db_error: None,
+                isolated: true,
+            }
+        })?;
+        let resolution = if row.is_some() {
+            "replayed"
+        } else {
+            "discarded"
+        };
+        match self
+            .replica
+            .resolve_dead_letter(&self.topic, partition, offset, resolution, &statements)
+            .await
+        {
+            Ok(done) => {
+                if done && row.is_some() {
+                    count_rows(rows);
+                }
+                Ok(done)
+            }
+            Err(failed) if failed.index.is_none() || is_transient(&failed.source) => Err(
+                RouterError::replica("replaying a dead letter", failed.source),
+            ),
+            Err(failed) => Err(self.diagnose(partition, rows, failed.source).await),
+        }
+    }
+
     /// A definite error in a batch: replays it statement by statement for one event at a time in a
     /// rolled-back transaction to name the event that fails.
     async fn diagnose(&self, partition: i32, rows: &[Row], error: sqlx::Error) -> RouterError {
@@ -170,16 +216,16 @@ impl<R: Replica> Applier<R> {
                 }
             }
         }
-        let (row, error) = match self.replica.dry_run(&statements).await {
+        let (row, error, isolated) = match self.replica.dry_run(&statements).await {
             Err(f) => match f
                 .index
                 .and_then(|i| owner.get(i))
                 .and_then(|&i| rows.get(i))
             {
-                Some(row) => (Some(row), f.source),
-                None => (rows.first(), error),
+                Some(row) => (Some(row), f.source, true),
+                None => (rows.first(), error, false),
             },
-            Ok(()) => (rows.first(), error),
+            Ok(()) => (rows.first(), error, false),
         };
         let cause = match &error {
             sqlx::Error::Database(db) => format!(
@@ -193,6 +239,7 @@ impl<R: Replica> Applier<R> {
             table: row.map(|r| r.change.table.to_string()).unwrap_or_default(),
             cause,
             db_error: Some(Box::new(error)),
+            isolated,
         }
     }
 
@@ -215,11 +262,14 @@ impl<R: Replica> Applier<R> {
             .clone()
             .or(old_name.clone())
             .unwrap_or_else(|| TableName::new("", ""));
+        // A schema change that fails stops the partition whatever `--on-error` says: the other
+        // partitions wait at its barrier.
         let event_error = |cause: String| RouterError::Event {
             at: self.at(partition, offset),
             table: table.to_string(),
             cause,
             db_error: None,
+            isolated: true,
         };
         let mut left = Vec::new();
         for round in 0..3 {

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use shared::{Change, Ddl, Lsn, RowChange, TableName};
 
+use crate::dead_letter::Recorded;
+
 /// What the replica holds for one partition, recorded with every replica transaction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AppliedPosition {
@@ -69,6 +71,8 @@ pub struct Flush {
     pub frames: usize,
     /// Where each complete frame ends in `rows`, in order.
     pub frame_ends: Vec<FrameEnd>,
+    /// Events set aside in the dead-letter topic, recorded with this flush's position.
+    pub dead_letters: Vec<Recorded>,
 }
 
 /// The end of a complete frame within a flush.
@@ -103,7 +107,24 @@ impl Flush {
             store_offset: Some(end.next_offset),
             frames: ends.len(),
             frame_ends: ends,
+            dead_letters: std::mem::take(&mut self.dead_letters),
         })
+    }
+
+    /// Takes row `index` out (a row the replica refused, set aside): the rest of its source
+    /// transaction is applied without it. Its place in the transaction's count of rows stays, so a
+    /// partial position still counts it as done.
+    pub fn remove_row(&mut self, index: usize) -> Option<Row> {
+        if index >= self.rows.len() {
+            return None;
+        }
+        let row = self.rows.remove(index);
+        for end in &mut self.frame_ends {
+            if end.rows > index {
+                end.rows -= 1;
+            }
+        }
+        Some(row)
     }
 }
 
@@ -189,6 +210,8 @@ pub struct Batch {
     frame_ends: Vec<FrameEnd>,
     first_complete_at: Option<Instant>,
     current: Option<Frame>,
+    /// Events set aside since the last flush.
+    dead_letters: Vec<Recorded>,
 }
 
 impl Batch {
@@ -213,7 +236,60 @@ impl Batch {
             frame_ends: Vec::new(),
             first_complete_at: None,
             current: None,
+            dead_letters: Vec::new(),
         }
+    }
+
+    /// Whether handing `change` over would break the framing rules, and why. [`Batch::push`] refuses
+    /// the same changes, but after looking at them; this leaves the batch as it is, so the change
+    /// can be set aside and the partition go on.
+    pub fn framing_error(&self, change: &Change) -> Option<FramingError> {
+        match (change, self.current.as_ref()) {
+            (Change::Commit(_), None) => Some(FramingError(
+                "a commit without a begin before it in this partition".into(),
+            )),
+            (Change::Commit(commit), Some(frame)) if commit.lsn != frame.lsn => {
+                Some(FramingError(format!(
+                    "commit lsn {} does not match its begin {}",
+                    commit.lsn, frame.lsn
+                )))
+            }
+            (Change::Commit(commit), Some(frame)) => match commit.messages {
+                Some(want) if !frame.skip_all && frame.seen != want && frame.partly_applied => {
+                    Some(FramingError(format!(
+                        "the frame of the source transaction at {} holds {} of the {want} messages its C counts, \
+                         and part of it is already applied: a message was lost between cdc and Kafka",
+                        frame.lsn, frame.seen
+                    )))
+                }
+                _ => None,
+            },
+            (Change::Row(_) | Change::Truncate(_), None) => Some(FramingError(
+                "a row change outside a begin/commit frame".into(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Records that the message at `offset` was set aside (`recorded`) instead of handed over. Between
+    /// frames the position moves past it like past a complete frame without rows; inside a frame it
+    /// is not one of the frame's messages (the frame must match its commit's count without it). The
+    /// dead letter is recorded with the next flush.
+    pub fn set_aside(&mut self, offset: i64, recorded: Recorded) -> Next {
+        self.dead_letters.push(recorded);
+        if self.current.is_none() {
+            let lsn = self.last_lsn();
+            self.complete_rows = self.rows.len();
+            self.complete_bytes = self.bytes;
+            self.last_complete = Some((lsn, offset + 1));
+            self.frame_ends.push(FrameEnd {
+                rows: self.rows.len(),
+                commit_lsn: lsn,
+                next_offset: offset + 1,
+            });
+        }
+        self.first_complete_at.get_or_insert_with(Instant::now);
+        Next::Read
     }
 
     pub fn applied(&self) -> AppliedPosition {
@@ -383,7 +459,9 @@ impl Batch {
 
     /// Whether a flush has anything to do (rows to write or an offset to store).
     pub fn has_work(&self, partial: bool) -> bool {
-        self.last_complete.is_some() || (partial && self.rows.len() > self.complete_rows)
+        self.last_complete.is_some()
+            || !self.dead_letters.is_empty()
+            || (partial && self.rows.len() > self.complete_rows)
     }
 
     /// Takes what is ready: the complete frames, and with `partial` (the buffer is full, or a truncate
@@ -416,6 +494,7 @@ impl Batch {
             store_offset: self.last_complete.map(|(_, o)| o),
             frames: self.complete_frames,
             frame_ends: std::mem::take(&mut self.frame_ends),
+            dead_letters: std::mem::take(&mut self.dead_letters),
         };
         self.complete_rows = 0;
         self.complete_bytes = 0;
@@ -758,8 +837,97 @@ mod tests {
                 store_offset: self.store_offset,
                 frames: self.frames,
                 frame_ends: self.frame_ends.clone(),
+                dead_letters: Vec::new(),
             }
         }
+    }
+
+    fn letter(offset: i64) -> Recorded {
+        use crate::dead_letter::{DlqPosition, Reason};
+        Recorded {
+            offset,
+            reason: Reason::Decode,
+            error: "not json".into(),
+            dlq: DlqPosition {
+                partition: 0,
+                offset,
+            },
+        }
+    }
+
+    #[test]
+    fn a_message_set_aside_between_frames_moves_the_position_past_it() {
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.frame(10, 2); // offsets 0..=3
+        assert_eq!(f.batch.set_aside(4, letter(4)), Next::Read);
+        f.offset = 5;
+        let flush = f.batch.take_flush(false);
+        assert_eq!(flush.rows.len(), 2);
+        assert_eq!(flush.frames, 1);
+        assert_eq!(flush.position.commit_lsn, Lsn(10));
+        assert_eq!(flush.position.kafka_offset, Some(4));
+        assert_eq!(flush.store_offset, Some(5));
+        assert_eq!(flush.dead_letters, vec![letter(4)]);
+        f.batch.flushed(flush.position);
+        // Alone, it still makes a flush (the dead letter must be recorded).
+        f.batch.set_aside(5, letter(5));
+        assert!(f.batch.has_work(false) && f.batch.deadline().is_some());
+        let flush = f.batch.take_flush(false);
+        assert_eq!(flush.position.kafka_offset, Some(5));
+        assert_eq!(flush.position.commit_lsn, Lsn(10));
+        assert!(flush.rows.is_empty());
+    }
+
+    #[test]
+    fn a_message_set_aside_inside_a_frame_is_not_one_of_its_messages() {
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.push(Action::Begin, 10);
+        f.push(Action::Insert, 10);
+        f.batch.set_aside(2, letter(2));
+        f.offset = 3;
+        f.push(Action::Insert, 10);
+        let commit = Change::Commit(TxnBoundary {
+            xid: 1,
+            lsn: Lsn(10),
+            nextlsn: Lsn(11),
+            timestamp: None,
+            messages: Some(2),
+            snapshot: None,
+        });
+        assert!(f.batch.framing_error(&commit).is_none());
+        f.batch.push(4, commit).unwrap();
+        let flush = f.batch.take_flush(false);
+        assert_eq!(flush.rows.len(), 2);
+        assert_eq!(flush.frames, 1);
+        assert_eq!(flush.position.kafka_offset, Some(4));
+        assert_eq!(flush.dead_letters.len(), 1);
+    }
+
+    #[test]
+    fn framing_errors_are_found_without_changing_the_batch() {
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        assert!(f.batch.framing_error(&ev(Action::Commit, 5)).is_some());
+        assert!(f.batch.framing_error(&ev(Action::Insert, 5)).is_some());
+        f.push(Action::Begin, 10);
+        f.push(Action::Insert, 10);
+        assert!(f.batch.framing_error(&ev(Action::Commit, 11)).is_some());
+        assert!(f.batch.framing_error(&ev(Action::Commit, 10)).is_none());
+        f.push(Action::Commit, 10);
+        assert_eq!(f.batch.take_flush(false).rows.len(), 1);
+    }
+
+    #[test]
+    fn a_removed_row_keeps_the_frame_ends_in_step() {
+        let mut f = Feed::new(AppliedPosition::default(), 100);
+        f.frame(10, 2);
+        f.frame(20, 2);
+        let mut flush = f.batch.take_flush(false);
+        let row = flush.remove_row(1).unwrap();
+        assert_eq!(row.offset, 2);
+        assert_eq!(flush.rows.len(), 3);
+        assert_eq!(flush.frame_ends[0].rows, 1);
+        assert_eq!(flush.frame_ends[1].rows, 3);
+        assert!(flush.remove_row(3).is_none());
     }
 
     #[test]

@@ -72,9 +72,31 @@ pub struct Config {
     #[arg(long, env = "ROUTER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// What a partition does at an event it cannot apply (one that cannot be decoded, breaks the
+    /// framing, or holds a row the replica refuses): `stop` there (fix the cause, restart), or set it
+    /// aside in the topic <topic>.dlq and go on (`dead-letter`; `shard-router replay-dlq` applies
+    /// dead letters again after a fix).
+    #[arg(long, env = "ROUTER_ON_ERROR", value_enum, default_value_t = OnError::Stop)]
+    pub on_error: OnError,
+
+    /// Replication factor of the dead-letter topic <topic>.dlq, when the router creates it
+    /// (`--on-error dead-letter`).
+    #[arg(long, env = "ROUTER_DLQ_REPLICATION_FACTOR", default_value_t = 1)]
+    pub dlq_replication_factor: i32,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// What a partition does at an event it cannot apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OnError {
+    /// Stop the partition at the event, naming it; restart after fixing the cause.
+    #[default]
+    Stop,
+    /// Set the event aside in <topic>.dlq and go on.
+    DeadLetter,
 }
 
 pub use shared::config::ConfigError;
@@ -122,6 +144,12 @@ impl Config {
         if self.batch_max_rows == 0 {
             return Err(ConfigError::new(
                 "--batch-max-rows/ROUTER_BATCH_MAX_ROWS",
+                "must be at least 1",
+            ));
+        }
+        if self.dlq_replication_factor < 1 {
+            return Err(ConfigError::new(
+                "--dlq-replication-factor/ROUTER_DLQ_REPLICATION_FACTOR",
                 "must be at least 1",
             ));
         }
@@ -220,7 +248,8 @@ impl ReplicaUrl {
         self.dialect.label()
     }
 
-    fn default_name(&self) -> String {
+    /// `<scheme>-<database>`: the replica's name when `--replica-name` is not given.
+    pub fn default_name(&self) -> String {
         let scheme = self.scheme_label();
         let db = self
             .url
@@ -313,6 +342,33 @@ mod tests {
         assert_eq!(
             "sqlite:///tmp/r.db".parse::<ReplicaUrl>().unwrap().dialect,
             Dialect::Sqlite
+        );
+    }
+
+    #[test]
+    fn on_error_defaults_to_stop_and_takes_dead_letter() {
+        assert_eq!(parse(&[]).on_error, OnError::Stop);
+        assert_eq!(
+            parse(&["--on-error", "dead-letter"]).on_error,
+            OnError::DeadLetter
+        );
+        let args = [
+            "shard-router",
+            "--kafka-brokers",
+            "k:9092",
+            "--replica-url",
+            "sqlite:///tmp/r.db",
+            "--on-error",
+            "skip",
+        ];
+        let e = Config::try_parse_from(args).unwrap_err().to_string();
+        assert!(e.contains("--on-error"), "{e}");
+        let e = parse(&["--dlq-replication-factor", "0"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            e.field,
+            "--dlq-replication-factor/ROUTER_DLQ_REPLICATION_FACTOR"
         );
     }
 

@@ -54,6 +54,10 @@ pub enum RouterError {
         cause: String,
         /// The replica's answer, when it is the cause (already in `cause`); classifies retryability.
         db_error: Option<Box<sqlx::Error>>,
+        /// Whether this event alone is the cause (found by replaying the batch event by event, or
+        /// a check of the event itself); `false` when the batch failed and no single event could be
+        /// blamed (then `at` is its first event).
+        isolated: bool,
     },
     /// Another router applied this partition while this one held it (its group session had expired):
     /// this one stops writing it.
@@ -74,6 +78,9 @@ pub enum RouterError {
     /// The partition's messages break the framing rules of docs/event-format.md.
     #[error("the stream at {at} breaks the event framing: {reason}")]
     Framing { at: Position, reason: String },
+    /// `replay-dlq` could not apply some dead letters (each is printed with its cause).
+    #[error("{failed} dead letter(s) could not be applied")]
+    Replay { failed: usize },
     /// The partition cannot continue from where the replica left off (see [`crate::resume`]).
     #[error(
         "cannot continue topic {topic} partition {partition} where the replica left off: {gap}"
@@ -142,6 +149,7 @@ impl RouterError {
             | RouterError::Undecodable { .. }
             | RouterError::Fenced { .. }
             | RouterError::Gap { .. }
+            | RouterError::Replay { .. }
             | RouterError::Service(_)
             | RouterError::Catalog(_) => false,
         }
@@ -159,6 +167,7 @@ impl RouterError {
             RouterError::Framing { .. } | RouterError::Undecodable { .. } => "framing",
             RouterError::Fenced { .. } => "fenced",
             RouterError::Gap { .. } => "gap",
+            RouterError::Replay { .. } => "replay",
         }
     }
 }
@@ -232,6 +241,7 @@ mod tests {
             table: "public.t".into(),
             cause: "value out of range".into(),
             db_error: None,
+            isolated: true,
         };
         assert_eq!(
             e.to_string(),

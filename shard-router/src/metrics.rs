@@ -1,5 +1,6 @@
 //! Metric names of `shard-router` (documented in `docs/metrics.md`). Labels come from small fixed sets:
-//! `table` (source tables), `op` (insert/update/delete/truncate), `kind` (error classes), `partition`.
+//! `table` (source tables), `op` (insert/update/delete/truncate), `kind` (error classes), `partition`,
+//! `topic` (the shard's topic), `reason` (decode/framing/refused).
 
 pub const BUILD_INFO: &str = "router_build_info";
 pub const ROWS_APPLIED: &str = "router_rows_applied_total";
@@ -16,6 +17,7 @@ pub const SCHEMA_CHANGES: &str = "router_schema_changes_total";
 pub const SCHEMA_WAIT: &str = "router_schema_change_seconds";
 pub const END_TO_END_LAG: &str = "router_end_to_end_lag_seconds";
 pub const CONSUMER_LAG: &str = "router_consumer_lag_messages";
+pub const DEAD_LETTERS: &str = "router_dead_letters_total";
 
 /// Histogram buckets by metric-name suffix.
 pub const BUCKETS: &[(&str, &[f64])] = &[
@@ -78,6 +80,10 @@ pub fn describe() {
     describe_gauge!(
         CONSUMER_LAG,
         "Messages in a partition after the committed offset (from librdkafka statistics, every 5 s)"
+    );
+    describe_counter!(
+        DEAD_LETTERS,
+        "Events set aside in the dead-letter topic <topic>.dlq (--on-error dead-letter), by topic and reason: decode, framing or refused"
     );
     describe_histogram!(
         TRUNCATE_WAIT,

@@ -6,7 +6,14 @@
 //! (librdkafka's prefetch is bounded by `queued.max.messages.kbytes`): backpressure without buffers.
 //! A replica transaction in flight is never interrupted: revocation waits for it (see
 //! [`crate::retry`]), so the next owner starts exactly where the replica's position says.
+//!
+//! At an event it cannot apply the task stops (`--on-error stop`), or, with a dead-letter queue,
+//! sets the event aside ([`crate::dead_letter`]) and goes on: a message that cannot be decoded or
+//! breaks the framing is left out of the batch, a row the replica refuses is taken out of its
+//! replica transaction, which is applied again without it.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +25,9 @@ use crate::apply::Applier;
 use crate::barrier::Barrier;
 use crate::batch::{AppliedPosition, BarrierAt, Batch, Flush, Next};
 use crate::consume::Health;
+use crate::dead_letter::{
+    DeadLetterQueue, DlqPosition, KafkaDeadLetters, Letter, Reason, Recorded,
+};
 use crate::error::{Position, RouterError};
 use crate::metrics as m;
 use crate::replica::{AnyReplica, Replica};
@@ -27,16 +37,19 @@ use crate::stream::{Inbound, PartitionStream};
 use crate::trace::{self, FrameSpans};
 
 /// What a partition task needs; cheap to clone.
-pub struct PartitionCtx<R = AnyReplica> {
+pub struct PartitionCtx<R = AnyReplica, D = KafkaDeadLetters> {
     pub applier: Arc<Applier<R>>,
     pub health: Health,
     pub batch_max_rows: usize,
     pub batch_max_bytes: usize,
     pub batch_max_wait: Duration,
     pub max_backoff: Duration,
+    /// Where events that cannot be applied go (`--on-error dead-letter`); `None`: the partition
+    /// stops at them.
+    pub dead_letters: Option<Arc<D>>,
 }
 
-impl<R> Clone for PartitionCtx<R> {
+impl<R, D> Clone for PartitionCtx<R, D> {
     fn clone(&self) -> Self {
         PartitionCtx {
             applier: Arc::clone(&self.applier),
@@ -45,14 +58,16 @@ impl<R> Clone for PartitionCtx<R> {
             batch_max_bytes: self.batch_max_bytes,
             batch_max_wait: self.batch_max_wait,
             max_backoff: self.max_backoff,
+            dead_letters: self.dead_letters.clone(),
         }
     }
 }
 
 /// Runs the partition until `cancel` (revocation or shutdown). At an event it cannot apply it stops,
-/// pauses the partition and waits for `cancel`, then returns the error it stopped at.
-pub async fn run<R: Replica, S: PartitionStream>(
-    ctx: PartitionCtx<R>,
+/// pauses the partition and waits for `cancel`, then returns the error it stopped at — unless it
+/// has a dead-letter queue, which the event then goes to.
+pub async fn run<R: Replica, D: DeadLetterQueue, S: PartitionStream>(
+    ctx: PartitionCtx<R, D>,
     partition: i32,
     mut stream: S,
     cancel: CancellationToken,
@@ -69,6 +84,7 @@ pub async fn run<R: Replica, S: PartitionStream>(
         partition,
         durable: AppliedPosition::default(),
         spans: FrameSpans::default(),
+        aside: None,
     };
     let result = match task.run(&mut stream).await {
         Stop::Cancelled => Ok(()),
@@ -81,14 +97,17 @@ pub async fn run<R: Replica, S: PartitionStream>(
     result
 }
 
-struct Task<R> {
-    ctx: PartitionCtx<R>,
+struct Task<R, D> {
+    ctx: PartitionCtx<R, D>,
     partition: i32,
     retry: Retry,
     /// The position this task last wrote to (or read from) the replica; every apply checks the
     /// replica still holds it.
     durable: AppliedPosition,
     spans: FrameSpans,
+    /// The offsets of this partition already set aside, and where in the DLQ: read from the replica
+    /// and the DLQ before the first dead letter of this assignment, then kept up to date.
+    aside: Option<BTreeMap<i64, DlqPosition>>,
 }
 
 /// What woke the loop. (A stack value consumed at once: boxing the message would allocate per
@@ -104,21 +123,29 @@ enum Wake {
 struct Read {
     offset: i64,
     decoded: Result<Change, codec::DecodeError>,
-    traceparent: Option<String>,
+    /// The value, kept only when it could not be decoded (for its dead letter).
+    undecoded: Option<Vec<u8>>,
+    trace: shared::propagation::TraceHeaders,
 }
 
 /// Checks the format header and decodes the value, once: the typed change is what every later
 /// stage works on.
 fn read(message: impl Inbound) -> Read {
+    let decoded = codec::check_format(message.header(codec::FORMAT_HEADER))
+        .and_then(|()| codec::decode(message.payload().unwrap_or_default()));
+    let undecoded = match decoded {
+        Err(_) => message.payload().map(<[u8]>::to_vec),
+        Ok(_) => None,
+    };
     Read {
         offset: message.offset(),
-        decoded: codec::check_format(message.header(codec::FORMAT_HEADER))
-            .and_then(|()| codec::decode(message.payload().unwrap_or_default())),
-        traceparent: trace::traceparent(&message),
+        decoded,
+        undecoded,
+        trace: trace::headers(&message),
     }
 }
 
-impl<R: Replica> Task<R> {
+impl<R: Replica, D: DeadLetterQueue> Task<R, D> {
     fn topic(&self) -> &str {
         &self.ctx.applier.topic
     }
@@ -189,12 +216,27 @@ impl<R: Replica> Task<R> {
             let Read {
                 offset,
                 decoded,
-                traceparent,
+                undecoded,
+                trace,
             } = message;
             next = offset + 1;
             basis = Basis::Reading;
             let change: Change = match decoded {
                 Ok(c) => c,
+                // A newer format is not a bad event: every message would be one. Upgrade instead.
+                Err(source) if !matches!(source, codec::DecodeError::UnknownFormat(_)) => {
+                    let error = RouterError::Undecodable {
+                        at: self.at(offset),
+                        source,
+                    };
+                    if let Err(stop) = self
+                        .set_aside_message(&mut batch, offset, Reason::Decode, error, undecoded)
+                        .await
+                    {
+                        return stop;
+                    }
+                    continue;
+                }
                 Err(source) => {
                     return Stop::Failed(RouterError::Undecodable {
                         at: self.at(offset),
@@ -202,13 +244,29 @@ impl<R: Replica> Task<R> {
                     })
                 }
             };
+            if self.ctx.dead_letters.is_some() {
+                if let Some(e) = batch.framing_error(&change) {
+                    let error = RouterError::Framing {
+                        at: self.at(offset),
+                        reason: e.0,
+                    };
+                    let value = Some(codec::encode(&change));
+                    if let Err(stop) = self
+                        .set_aside_message(&mut batch, offset, Reason::Framing, error, value)
+                        .await
+                    {
+                        return stop;
+                    }
+                    continue;
+                }
+            }
             self.spans.frame(
                 change.action(),
                 &applier.topic,
                 &applier.group,
                 self.partition,
                 offset,
-                traceparent,
+                trace,
             );
             let next = match batch.push(offset, change) {
                 Ok(n) => n,
@@ -257,8 +315,10 @@ impl<R: Replica> Task<R> {
             return Ok(());
         }
         let mut flush: Flush = batch.take_flush(partial);
-        let needs_write =
-            !flush.rows.is_empty() || arrival.is_some() || flush.position != batch.applied();
+        let needs_write = !flush.rows.is_empty()
+            || arrival.is_some()
+            || !flush.dead_letters.is_empty()
+            || flush.position != batch.applied();
         if needs_write {
             let applier = Arc::clone(&self.ctx.applier);
             let span = self.spans.db_span(
@@ -266,7 +326,7 @@ impl<R: Replica> Task<R> {
                 &applier.db_target,
                 flush.rows.len(),
             );
-            let applied = self
+            let mut applied = self
                 .retry
                 .run("applying a batch", || {
                     applier
@@ -274,6 +334,43 @@ impl<R: Replica> Task<R> {
                         .instrument(span.clone())
                 })
                 .await;
+            // With a dead-letter queue, a row the replica refuses is set aside and the rest applied
+            // again without it, one refused row at a time.
+            while self.ctx.dead_letters.is_some() {
+                let refused = match &applied {
+                    Err(Stop::Failed(
+                        error @ RouterError::Event {
+                            at, isolated: true, ..
+                        },
+                    )) if !error.is_retryable() => flush
+                        .rows
+                        .iter()
+                        .position(|r| r.offset == at.offset)
+                        .map(|i| (i, error.to_string())),
+                    _ => None,
+                };
+                let Some((index, error)) = refused else { break };
+                let Some(row) = flush.remove_row(index) else {
+                    break;
+                };
+                let letter = Letter {
+                    offset: row.offset,
+                    reason: Reason::Refused,
+                    error,
+                    value: Some(codec::encode(&Change::Row(row.change))),
+                    is_change: true,
+                };
+                let recorded = self.set_aside(letter).await?;
+                flush.dead_letters.push(recorded);
+                applied = self
+                    .retry
+                    .run("applying a batch without the refused row", || {
+                        applier
+                            .apply(self.partition, &self.durable, &flush, arrival)
+                            .instrument(span.clone())
+                    })
+                    .await;
+            }
             if let Err(Stop::Failed(RouterError::Event { at, .. })) = &applied {
                 // Apply the source transactions before the failing one, so the partition stops
                 // exactly at it.
@@ -291,6 +388,118 @@ impl<R: Replica> Task<R> {
         }
         self.committed(stream, batch, &flush);
         Ok(())
+    }
+
+    /// Sets aside a message that cannot go into the batch (undecodable, or breaking the framing), or
+    /// without a dead-letter queue, stops at it.
+    async fn set_aside_message(
+        &mut self,
+        batch: &mut Batch,
+        offset: i64,
+        reason: Reason,
+        error: RouterError,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), Stop> {
+        if self.ctx.dead_letters.is_none() {
+            return Err(Stop::Failed(error));
+        }
+        let letter = Letter {
+            offset,
+            reason,
+            error: shared::service::error_chain(&error),
+            value,
+            is_change: reason == Reason::Framing,
+        };
+        let recorded = self.set_aside(letter).await?;
+        batch.set_aside(offset, recorded);
+        Ok(())
+    }
+
+    /// Puts the event in the dead-letter topic, unless it is there already (an earlier run sent it
+    /// and then stopped before the replica recorded it, or recorded it and is reading it again), and
+    /// returns the record to write with the next position.
+    async fn set_aside(&mut self, letter: Letter) -> Result<Recorded, Stop> {
+        let Some(queue) = self.ctx.dead_letters.clone() else {
+            return Err(Stop::Failed(RouterError::Framing {
+                at: self.at(letter.offset),
+                reason: "no dead-letter queue to set the event aside in".into(),
+            }));
+        };
+        let partition = self.partition;
+        if self.aside.is_none() {
+            let applier = Arc::clone(&self.ctx.applier);
+            let recorded = self
+                .retry
+                .run("reading the dead letters the replica recorded", || {
+                    applier.replica.dead_letters(&applier.topic, partition)
+                })
+                .await?;
+            let last = recorded.iter().map(|(_, d)| *d).max_by_key(|d| d.offset);
+            let mut known: BTreeMap<i64, DlqPosition> = recorded.into_iter().collect();
+            let sent = self
+                .retry
+                .run("reading the dead-letter topic", || {
+                    queue.sent_since(partition, last)
+                })
+                .await?;
+            for (offset, dlq) in sent {
+                known.entry(offset).or_insert(dlq);
+            }
+            self.aside = Some(known);
+        }
+        let known = self.aside.get_or_insert_with(BTreeMap::new);
+        let dlq = match known.get(&letter.offset) {
+            Some(dlq) => {
+                tracing::info!(
+                    partition,
+                    offset = letter.offset,
+                    dlq_partition = dlq.partition,
+                    dlq_offset = dlq.offset,
+                    "event already in the dead-letter topic; not sent again"
+                );
+                *dlq
+            }
+            None => {
+                // A send that failed may still have reached Kafka (a timeout after the broker
+                // stored it): look before sending again.
+                let attempted = AtomicBool::new(false);
+                let dlq = self
+                    .retry
+                    .run("producing a dead letter", || async {
+                        if attempted.swap(true, Ordering::Relaxed) {
+                            let sent = queue.sent_since(partition, None).await?;
+                            if let Some(dlq) = sent.get(&letter.offset) {
+                                return Ok(*dlq);
+                            }
+                        }
+                        queue.send(partition, &letter).await
+                    })
+                    .await?;
+                metrics::counter!(
+                    m::DEAD_LETTERS,
+                    "topic" => self.ctx.applier.topic.clone(),
+                    "reason" => letter.reason.as_str()
+                )
+                .increment(1);
+                tracing::warn!(
+                    partition,
+                    offset = letter.offset,
+                    reason = letter.reason.as_str(),
+                    dlq_partition = dlq.partition,
+                    dlq_offset = dlq.offset,
+                    error = %letter.error,
+                    "event set aside in the dead-letter topic; the partition goes on"
+                );
+                known.insert(letter.offset, dlq);
+                dlq
+            }
+        };
+        Ok(Recorded {
+            offset: letter.offset,
+            reason: letter.reason,
+            error: letter.error,
+            dlq,
+        })
     }
 
     /// Finds where to start reading ([`resume::start`]) and seeks there: after the replica's own

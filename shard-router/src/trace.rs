@@ -1,20 +1,22 @@
 //! Traces of the partition loop: a `process <topic>` span per source transaction, child of the
-//! producer's `send` span (its `traceparent` header), kept open until the transaction is committed to
+//! producer's `send` span (the trace-context headers of its `B`, read by the global propagator:
+//! `traceparent`, `tracestate`, `baggage`), kept open until the transaction is committed to
 //! the replica; and an `apply batch` span per replica transaction, child of the first source
 //! transaction it applies and linked to the others. Nothing is built unless traces are exported.
 
+use shared::propagation::TraceHeaders;
 use shared::Action;
 
 use crate::stream::Inbound;
 
 /// The spans of the source transactions a partition task is processing, each with its producer's
-/// `traceparent`.
+/// trace-context headers.
 #[derive(Default)]
 pub struct FrameSpans {
     /// The open frame's.
-    open: Option<(tracing::Span, Option<String>)>,
+    open: Option<(tracing::Span, TraceHeaders)>,
     /// Those of complete frames not yet committed.
-    done: Vec<(tracing::Span, Option<String>)>,
+    done: Vec<(tracing::Span, TraceHeaders)>,
 }
 
 impl FrameSpans {
@@ -26,7 +28,7 @@ impl FrameSpans {
         group: &str,
         partition: i32,
         offset: i64,
-        traceparent: Option<String>,
+        trace: TraceHeaders,
     ) {
         if !shared::telemetry::exporting_traces() {
             return;
@@ -45,9 +47,9 @@ impl FrameSpans {
                     messaging.consumer.group.name = group,
                     messaging.kafka.offset = offset,
                 );
-                shared::propagation::set_parent(&span, traceparent.as_deref());
+                shared::propagation::set_parent(&span, &trace);
                 // A frame cut by this begin ends here (it is re-sent whole later).
-                self.open = Some((span, traceparent));
+                self.open = Some((span, trace));
             }
             Action::Commit => {
                 if let Some(open) = self.open.take() {
@@ -100,7 +102,7 @@ impl FrameSpans {
             ),
         };
         for (_, trace) in frames {
-            shared::propagation::add_link(&span, trace.as_deref());
+            shared::propagation::add_link(&span, trace);
         }
         span
     }
@@ -115,12 +117,14 @@ pub struct DbTarget {
     pub address: String,
 }
 
-/// The `traceparent` header of a message, when traces are exported.
-pub fn traceparent(msg: &impl Inbound) -> Option<String> {
+/// The trace-context headers of a message (every header the global propagator reads), when traces
+/// are exported.
+pub fn headers(msg: &impl Inbound) -> TraceHeaders {
+    static FIELDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     if !shared::telemetry::exporting_traces() {
-        return None;
+        return TraceHeaders::default();
     }
-    msg.header(shared::propagation::TRACEPARENT)
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .map(str::to_owned)
+    // The propagator is installed with the tracing subscriber, before any partition runs.
+    let fields = FIELDS.get_or_init(shared::propagation::fields);
+    TraceHeaders::read(fields, |k| msg.header(k))
 }

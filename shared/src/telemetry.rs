@@ -37,7 +37,8 @@ impl Drop for TracingGuard {
 /// Installs the global tracing subscriber: logs to stderr (`RUST_LOG` filters, default `info`) and,
 /// when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, spans exported
 /// over OTLP, gRPC or HTTP/protobuf as `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` says. The standard `OTEL_*` variables apply (`OTEL_SERVICE_NAME`, default `service`;
-/// `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_TRACES_SAMPLER`, …). Must be called inside a Tokio runtime (the
+/// `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_TRACES_SAMPLER`, …), and `OTEL_PROPAGATORS` chooses the
+/// propagator of the Kafka headers ([`crate::propagation`]). Must be called inside a Tokio runtime (the
 /// gRPC exporter needs one).
 pub fn init_tracing(format: LogFormat, service: &str) -> TracingGuard {
     use tracing_subscriber::layer::SubscriberExt;
@@ -73,6 +74,14 @@ pub fn init_tracing(format: LogFormat, service: &str) -> TracingGuard {
         .with(fmt.with_filter(filter))
         .with(otel)
         .try_init();
+    let unknown = crate::propagation::install_propagator();
+    if !unknown.is_empty() {
+        tracing::warn!(
+            ignored = ?unknown,
+            "{} names propagators other than tracecontext, baggage and none; ignoring them",
+            crate::propagation::PROPAGATORS_VAR
+        );
+    }
     if let Some(problem) = problem {
         tracing::warn!(error = %problem, "cannot export traces; continuing without them");
     } else if provider.is_some() {

@@ -506,3 +506,63 @@ async fn replica_strings(engine: Engine, url: &str, sql: &str, param: Option<&st
         }
     }
 }
+
+/// A dead letter the router recorded in a replica and nobody replayed or discarded yet.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OpenDeadLetter {
+    pub topic: String,
+    pub partition: i64,
+    pub offset: i64,
+    pub reason: String,
+}
+
+/// The open dead letters of a replica (`_cascade_dead_letters` rows not resolved): each is an event
+/// the replica lacks, so a divergence. An error when the table cannot be read (a replica no router
+/// of this version ever connected to has none).
+pub async fn open_dead_letters(engine: Engine, url: &str) -> Result<Vec<OpenDeadLetter>, String> {
+    const SQL: &str = "SELECT topic, CAST(kafka_partition AS BIGINT), kafka_offset, reason \
+                       FROM _cascade_dead_letters WHERE resolved_at IS NULL \
+                       ORDER BY topic, kafka_partition, kafka_offset";
+    let rows: Vec<(String, i64, i64, String)> = match engine {
+        Engine::Postgres => {
+            let client = connect(url).await;
+            client
+                .query(SQL, &[])
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect()
+        }
+        Engine::MySql => {
+            let mut conn = sqlx::mysql::MySqlConnection::connect(url)
+                .await
+                .map_err(|e| e.to_string())?;
+            // MySQL casts to SIGNED (a BIGINT), not to BIGINT.
+            let sql = SQL.replace("AS BIGINT", "AS SIGNED");
+            sqlx::query_as(&sql)
+                .fetch_all(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        Engine::Sqlite => {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .map_err(|e| e.to_string())?
+                .read_only(true);
+            let mut conn = options.connect().await.map_err(|e| e.to_string())?;
+            sqlx::query_as(SQL)
+                .fetch_all(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(topic, partition, offset, reason)| OpenDeadLetter {
+            topic,
+            partition,
+            offset,
+            reason,
+        })
+        .collect())
+}

@@ -1,6 +1,6 @@
 //! An in-memory replica database for unit tests of the router's partition loop: tables of rows (keyed
-//! by primary key, or a bag for tables without one), the position row of each (topic, partition), and
-//! the barrier rows — with the same transaction rules as the real bookkeeping: the position is checked
+//! by primary key, or a bag for tables without one), the position row of each (topic, partition), the
+//! barrier rows and the dead letters — with the same transaction rules as the real bookkeeping: the position is checked
 //! (fence) and written with the rows, all or nothing. It knows nothing of SQL: the router's tests adapt
 //! it to their `Replica` trait, translating statements into [`Op`]s (as `ScriptedSlot` is adapted to
 //! cdc's change source).
@@ -72,7 +72,22 @@ pub struct Txn<'a> {
     pub kafka_offset: i64,
     /// A barrier this partition reached: its key and LSN.
     pub arrival: Option<(&'a str, i64)>,
+    /// Events set aside that the position moves past; one already recorded is left as it is.
+    pub dead_letters: Vec<DeadLetter>,
     pub ops: Vec<Op>,
+}
+
+/// An event set aside in the dead-letter topic, as the replica records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its offset in the source partition.
+    pub offset: i64,
+    pub reason: String,
+    /// Where it is in the dead-letter topic.
+    pub dlq_partition: i32,
+    pub dlq_offset: i64,
+    /// `None` while open; `replayed` or `discarded` once resolved.
+    pub resolution: Option<String>,
 }
 
 /// What a transaction found.
@@ -117,6 +132,8 @@ struct State {
     kafka_offsets: BTreeMap<(String, i32), i64>,
     /// (topic, key, lsn) → partitions that arrived; `-1` once the action ran.
     barriers: BTreeMap<(String, String, i64), BTreeSet<i32>>,
+    /// (topic, partition, offset) → the dead letter.
+    dead_letters: BTreeMap<(String, i32, i64), DeadLetter>,
     refused: BTreeSet<(String, String, String)>,
     faults: VecDeque<Fault>,
     commits: usize,
@@ -139,6 +156,7 @@ pub struct Backup {
     positions: BTreeMap<(String, i32), Stored>,
     kafka_offsets: BTreeMap<(String, i32), i64>,
     barriers: BTreeMap<(String, String, i64), BTreeSet<i32>>,
+    dead_letters: BTreeMap<(String, i32, i64), DeadLetter>,
 }
 
 /// The database. Cloning shares it (several partition tasks, or a restarted router, use one replica).
@@ -229,6 +247,11 @@ impl MemoryReplica {
                 .or_default()
                 .insert(txn.partition);
         }
+        for letter in txn.dead_letters {
+            s.dead_letters
+                .entry((txn.topic.to_owned(), txn.partition, letter.offset))
+                .or_insert(letter);
+        }
         s.commits += 1;
         if fault == Some(Fault::AfterCommit) {
             return Err(Failure::Lost);
@@ -274,6 +297,7 @@ impl MemoryReplica {
             positions: s.positions.clone(),
             kafka_offsets: s.kafka_offsets.clone(),
             barriers: s.barriers.clone(),
+            dead_letters: s.dead_letters.clone(),
         }
     }
 
@@ -284,6 +308,45 @@ impl MemoryReplica {
         s.positions = backup.positions.clone();
         s.kafka_offsets = backup.kafka_offsets.clone();
         s.barriers = backup.barriers.clone();
+        s.dead_letters = backup.dead_letters.clone();
+    }
+
+    /// The dead letters recorded for a partition, by offset.
+    pub fn dead_letters(&self, topic: &str, partition: i32) -> Vec<DeadLetter> {
+        self.state()
+            .dead_letters
+            .iter()
+            .filter(|((t, p, _), _)| t == topic && *p == partition)
+            .map(|(_, d)| d.clone())
+            .collect()
+    }
+
+    /// Marks a dead letter resolved and runs `ops`, in one transaction, unless it is not recorded or
+    /// already resolved; returns whether it did.
+    pub fn resolve(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        resolution: &str,
+        ops: &[Op],
+    ) -> Result<bool, Failure> {
+        let mut s = self.state();
+        let key = (topic.to_owned(), partition, offset);
+        let open = s
+            .dead_letters
+            .get(&key)
+            .is_some_and(|d| d.resolution.is_none());
+        if !open {
+            return Ok(false);
+        }
+        let tables = s.run(ops)?;
+        s.tables = tables;
+        if let Some(d) = s.dead_letters.get_mut(&key) {
+            d.resolution = Some(resolution.to_owned());
+        }
+        s.commits += 1;
+        Ok(true)
     }
 
     /// How many partitions reached a barrier, and whether its action ran.
@@ -438,6 +501,7 @@ mod tests {
             after,
             kafka_offset: -1,
             arrival: None,
+            dead_letters: Vec::new(),
             ops,
         }
     }

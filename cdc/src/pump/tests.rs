@@ -87,7 +87,7 @@ impl Sink for FakeSink {
         &mut self,
         message: &Outgoing,
         ticket: Ticket,
-        _traceparent: Option<&str>,
+        _trace: &[(String, String)],
     ) -> Result<(), SendError> {
         if self.acks.len() >= self.capacity {
             return Err(SendError::Full);

@@ -153,16 +153,16 @@ impl Sink for KafkaSink {
         &mut self,
         message: &Outgoing,
         ticket: Ticket,
-        traceparent: Option<&str>,
+        trace: &[(String, String)],
     ) -> Result<(), SendError> {
-        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
+        let mut headers = OwnedHeaders::new_with_capacity(1 + trace.len()).insert(Header {
             key: FORMAT_HEADER,
             value: Some(FORMAT_VERSION),
         });
-        if let Some(tp) = traceparent {
+        for (key, value) in trace {
             headers = headers.insert(Header {
-                key: shared::propagation::TRACEPARENT,
-                value: Some(tp),
+                key: key.as_str(),
+                value: Some(value.as_str()),
             });
         }
         let topic = self

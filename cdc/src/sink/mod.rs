@@ -58,12 +58,12 @@ pub trait Sink {
     /// The topic of a shard.
     fn topic(&self, shard: usize) -> &str;
 
-    /// Hands one message over, with the trace context it carries.
+    /// Hands one message over, with the trace-context headers it carries.
     fn send(
         &mut self,
         message: &Outgoing,
         ticket: Ticket,
-        traceparent: Option<&str>,
+        trace: &[(String, String)],
     ) -> Result<(), SendError>;
 
     /// The next acknowledgement; `None` when nothing is in flight.

@@ -19,7 +19,7 @@ use crate::apply::Applier;
 use crate::consume::Health;
 use crate::error::RouterError;
 use crate::resume::{Basis, Bounds, Gap};
-use fakes::{Fake, MemoryStream, GROUP};
+use fakes::{Fake, MemoryDlq, MemoryStream, GROUP};
 
 const TOPIC: &str = "cascade.main";
 
@@ -108,6 +108,21 @@ fn ctx(replica: &MemoryReplica, batch_max_rows: usize) -> PartitionCtx<Fake> {
         batch_max_bytes: usize::MAX,
         batch_max_wait: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
+        dead_letters: None,
+    }
+}
+
+/// One router process on `replica` that sets aside what it cannot apply in `dlq`.
+fn dead_letter_ctx(replica: &MemoryReplica, dlq: &MemoryDlq) -> PartitionCtx<Fake, MemoryDlq> {
+    let c = ctx(replica, 100);
+    PartitionCtx {
+        applier: c.applier,
+        health: c.health,
+        batch_max_rows: c.batch_max_rows,
+        batch_max_bytes: c.batch_max_bytes,
+        batch_max_wait: c.batch_max_wait,
+        max_backoff: c.max_backoff,
+        dead_letters: Some(Arc::new(dlq.clone())),
     }
 }
 
@@ -121,8 +136,8 @@ struct Task {
 
 /// Starts a partition task on a stream positioned at `from` (where the consumer group's offset would
 /// put it); the task seeks to where the replica's position says before it reads.
-fn start(
-    ctx: &PartitionCtx<Fake>,
+fn start<D: crate::dead_letter::DeadLetterQueue>(
+    ctx: &PartitionCtx<Fake, D>,
     source: &Source,
     partition: i32,
     from: i64,
@@ -528,4 +543,128 @@ async fn messages_deleted_while_the_replica_was_down_stop_the_partition_when_it_
         }
     );
     assert_eq!(replica.rows("public.t"), [row(1, "a"), row(2, "b")]);
+}
+
+#[tokio::test]
+async fn with_a_dead_letter_queue_bad_events_are_set_aside_once_and_the_partition_goes_on() {
+    let source = Source::new();
+    source.txn(0, 0x10, &[upsert(1, "a")]); // 0-2
+    source.log.append(TOPIC, 0, None, b"not json", Vec::new()); // 3: no header, not JSON
+    source.boundary(0, "C", 0x18); // 4: a commit without its begin
+                                   // 5-9: the refused row in the middle of a transaction; the rest of it is applied.
+    source.txn(
+        0,
+        0x20,
+        &[upsert(2, "ok"), upsert(3, "bad"), upsert(4, "d")],
+    );
+    source.txn(0, 0x30, &[upsert(5, "e")]); // 10-12
+    let replica = MemoryReplica::new();
+    replica.refuse("public.t", "v", "bad");
+    let dlq = MemoryDlq::new(&source.log, TOPIC);
+    let ctx = dead_letter_ctx(&replica, &dlq);
+    ctx.health.set_running(true);
+    let task = start(&ctx, &source, 0, 0, 1);
+    until("0x30", || commit_lsn(&replica, 0) == 0x30).await;
+    assert!(ctx.health.ready.get(), "no partition stopped");
+    task.stop().await.unwrap();
+    assert_eq!(
+        replica.rows("public.t"),
+        [row(1, "a"), row(2, "ok"), row(4, "d"), row(5, "e")]
+    );
+    let letters = dlq.letters(0);
+    let summary: Vec<(i64, &str)> = letters.iter().map(|(o, r, _)| (*o, r.as_str())).collect();
+    assert_eq!(summary, [(3, "decode"), (4, "framing"), (7, "refused")]);
+    assert!(
+        letters[2].2.contains("offset 7 (table public.t)"),
+        "{}",
+        letters[2].2
+    );
+    let recorded: Vec<i64> = replica
+        .dead_letters(TOPIC, 0)
+        .iter()
+        .map(|d| d.offset)
+        .collect();
+    assert_eq!(recorded, [3, 4, 7]);
+    assert_eq!(committed(&source, 0), source.end(0));
+    // The refused row's dead letter holds the row change, which a replay applies after the fix.
+    let value = source.log.record(&dlq.dlq(), 0, 2).unwrap().payload;
+    let Ok(shared::Change::Row(change)) = shared::codec::decode(&value) else {
+        panic!("the refused row's dead letter is not a row change");
+    };
+    let applier = Applier::new(Fake(replica.clone()), TOPIC.to_owned()).unwrap();
+    let row7 = crate::batch::Row { offset: 7, change };
+    assert!(matches!(
+        applier.replay(0, 7, Some(&row7)).await,
+        Err(RouterError::Event { .. })
+    ));
+    assert_eq!(
+        replica.dead_letters(TOPIC, 0)[2].resolution,
+        None,
+        "still open"
+    );
+    let fixed = MemoryReplica::new();
+    fixed.restore(&replica.backup());
+    let applier = Applier::new(Fake(fixed.clone()), TOPIC.to_owned()).unwrap();
+    assert!(applier.replay(0, 7, Some(&row7)).await.unwrap());
+    assert!(
+        !applier.replay(0, 7, Some(&row7)).await.unwrap(),
+        "replayed once"
+    );
+    assert_eq!(fixed.rows("public.t")[2], row(3, "bad"));
+    assert_eq!(
+        fixed.dead_letters(TOPIC, 0)[2].resolution.as_deref(),
+        Some("replayed")
+    );
+}
+
+#[tokio::test]
+async fn a_dead_letter_sent_before_a_crash_is_not_sent_again() {
+    let source = Source::new();
+    source.txn(0, 0x10, &[upsert(1, "a")]); // 0-2
+    source.log.append(TOPIC, 0, None, b"garbage", Vec::new()); // 3
+    source.txn(0, 0x20, &[upsert(2, "b")]); // 4-6
+    let replica = MemoryReplica::new();
+    let dlq = MemoryDlq::new(&source.log, TOPIC);
+    // The first router sent the dead letter, then died before the replica recorded it: the
+    // replica holds 0x10 only.
+    replica.hold();
+    let first = start(&dead_letter_ctx(&replica, &dlq), &source, 0, 0, 1);
+    until("the dead letter", || dlq.letters(0).len() == 1).await;
+    first.handle.abort();
+    let _ = first.handle.await;
+    replica.release();
+    assert!(replica.dead_letters(TOPIC, 0).is_empty());
+    let second = start(&dead_letter_ctx(&replica, &dlq), &source, 0, 0, 1);
+    until("0x20", || commit_lsn(&replica, 0) == 0x20).await;
+    second.stop().await.unwrap();
+    assert_eq!(dlq.letters(0).len(), 1, "the dead letter was sent twice");
+    assert_eq!(replica.dead_letters(TOPIC, 0).len(), 1);
+    // And a third run, reading it all again, sends nothing either.
+    replica.set_kafka_offset(TOPIC, 0, -1);
+    let third = start(&dead_letter_ctx(&replica, &dlq), &source, 0, 0, 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    third.stop().await.unwrap();
+    assert_eq!(dlq.letters(0).len(), 1);
+    assert_eq!(replica.rows("public.t"), [row(1, "a"), row(2, "b")]);
+}
+
+#[tokio::test]
+async fn with_the_dead_letter_queue_down_the_partition_waits_and_loses_nothing() {
+    let source = Source::new();
+    source.log.append(TOPIC, 0, None, b"garbage", Vec::new()); // 0
+    source.txn(0, 0x10, &[upsert(1, "a")]);
+    let replica = MemoryReplica::new();
+    let dlq = MemoryDlq::new(&source.log, TOPIC);
+    dlq.down.store(true, Ordering::Relaxed);
+    let task = start(&dead_letter_ctx(&replica, &dlq), &source, 0, 0, 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        commit_lsn(&replica, 0),
+        0,
+        "nothing passes the bad event meanwhile"
+    );
+    dlq.down.store(false, Ordering::Relaxed);
+    until("0x10", || commit_lsn(&replica, 0) == 0x10).await;
+    task.stop().await.unwrap();
+    assert_eq!(dlq.letters(0).len(), 1);
 }

@@ -5,7 +5,11 @@
 //!   [`migrate`]);
 //! - `_cascade_truncate`: the barriers ([`crate::barrier`]), one row per partition that reached a
 //!   barrier (with its partition number) and one with partition `-1` once its action ran. The key
-//!   column is `table_name`, the name it had when truncates were the only barrier.
+//!   column is `table_name`, the name it had when truncates were the only barrier;
+//! - `_cascade_dead_letters`: per (topic, partition, offset), an event set aside in `<topic>.dlq`
+//!   ([`crate::dead_letter`]): why, the error, where it is in the DLQ, when it was made, and once
+//!   `replay-dlq` dealt with it, when and how (`replayed` or `discarded`). Recorded in the same
+//!   transaction as the position that moves past the event.
 //!
 //! LSNs are stored as BIGINT holding the u64's bits (`as i64` and back), so every LSN round-trips
 //! exactly; they are only ever compared in Rust.
@@ -14,12 +18,14 @@ use shared::Lsn;
 
 use super::exec::Bookkeeping;
 use crate::batch::AppliedPosition;
+use crate::dead_letter::Recorded;
 use crate::dialect::Dialect;
 use crate::sql::{quote_ident, Placeholders};
 use crate::types::Bind;
 
 const POSITION_TABLE: &str = "_cascade_position";
 const TRUNCATE_TABLE: &str = "_cascade_truncate";
+pub(crate) const DEAD_LETTER_TABLE: &str = "_cascade_dead_letters";
 
 pub(super) fn create_tables(dialect: Dialect) -> Vec<String> {
     match dialect {
@@ -39,6 +45,15 @@ pub(super) fn create_tables(dialect: Dialect) -> Vec<String> {
                  truncate_lsn BIGINT NOT NULL, kafka_partition INT NOT NULL, \
                  PRIMARY KEY (topic, table_name, truncate_lsn, kafka_partition)) ENGINE=InnoDB"
             ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS `{DEAD_LETTER_TABLE}` (\
+                 topic VARCHAR(249) CHARACTER SET ascii NOT NULL, kafka_partition INT NOT NULL, \
+                 kafka_offset BIGINT NOT NULL, reason VARCHAR(16) CHARACTER SET ascii NOT NULL, \
+                 error TEXT CHARACTER SET utf8mb4 NOT NULL, dlq_partition INT NOT NULL, dlq_offset BIGINT NOT NULL, \
+                 created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+                 resolved_at TIMESTAMP(6) NULL, resolution VARCHAR(16) CHARACTER SET ascii NULL, \
+                 PRIMARY KEY (topic, kafka_partition, kafka_offset)) ENGINE=InnoDB"
+            ),
         ],
         Dialect::Sqlite | Dialect::Postgres => vec![
             format!(
@@ -54,7 +69,25 @@ pub(super) fn create_tables(dialect: Dialect) -> Vec<String> {
                  kafka_partition INTEGER NOT NULL, \
                  PRIMARY KEY (topic, table_name, truncate_lsn, kafka_partition))"
             ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS \"{DEAD_LETTER_TABLE}\" (\
+                 topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL, kafka_offset BIGINT NOT NULL, \
+                 reason TEXT NOT NULL, error TEXT NOT NULL, dlq_partition INTEGER NOT NULL, dlq_offset BIGINT NOT NULL, \
+                 created_at {now_type} NOT NULL DEFAULT {now}, resolved_at {now_type}, resolution TEXT, \
+                 PRIMARY KEY (topic, kafka_partition, kafka_offset))",
+                now_type = if dialect == Dialect::Postgres { "TIMESTAMPTZ" } else { "TEXT" },
+                now = now(dialect),
+            ),
         ],
+    }
+}
+
+/// The current time as the dialect writes it in a default or an update.
+fn now(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::MySql => "CURRENT_TIMESTAMP(6)",
+        Dialect::Postgres => "now()",
+        Dialect::Sqlite => "CURRENT_TIMESTAMP",
     }
 }
 
@@ -95,13 +128,15 @@ fn insert_ignoring(dialect: Dialect, name: &str, columns: &str, n: usize) -> Str
     }
 }
 
-/// The statements that record `position` (and a barrier arrival) inside an apply transaction.
+/// The statements that record `position` (and a barrier arrival, and dead letters) inside an apply
+/// transaction.
 pub(super) fn position_statements(
     dialect: Dialect,
     topic: &str,
     partition: i32,
     position: &AppliedPosition,
     arrival: Option<(&str, Lsn)>,
+    dead_letters: &[Recorded],
 ) -> Vec<Bookkeeping> {
     let p = params(dialect, 6).join(", ");
     let columns = "topic, kafka_partition, commit_lsn, partial_lsn, partial_rows, kafka_offset";
@@ -145,7 +180,72 @@ pub(super) fn position_statements(
             ],
         });
     }
+    for letter in dead_letters {
+        out.push(Bookkeeping {
+            sql: insert_ignoring(
+                dialect,
+                DEAD_LETTER_TABLE,
+                "topic, kafka_partition, kafka_offset, reason, error, dlq_partition, dlq_offset",
+                7,
+            ),
+            binds: vec![
+                Bind::Text(topic.to_owned()),
+                Bind::Int(i64::from(partition)),
+                Bind::Int(letter.offset),
+                Bind::Text(letter.reason.as_str().to_owned()),
+                Bind::Text(letter.error.clone()),
+                Bind::Int(i64::from(letter.dlq.partition)),
+                Bind::Int(letter.dlq.offset),
+            ],
+        });
+    }
     out
+}
+
+/// The dead letters recorded for a partition: `(kafka_offset, dlq_partition, dlq_offset)` rows.
+pub(super) fn select_dead_letters(dialect: Dialect, topic: &str, partition: i32) -> Bookkeeping {
+    let p = params(dialect, 2);
+    Bookkeeping {
+        sql: format!(
+            "SELECT kafka_offset, dlq_partition, dlq_offset FROM {} WHERE topic = {} AND kafka_partition = {} ORDER BY kafka_offset",
+            table(dialect, DEAD_LETTER_TABLE),
+            p[0],
+            p[1]
+        ),
+        binds: vec![
+            Bind::Text(topic.to_owned()),
+            Bind::Int(i64::from(partition)),
+        ],
+    }
+}
+
+/// Marks a dead letter resolved (`replayed` or `discarded`), affecting no row when it is not
+/// recorded or already resolved: the claim of a replay.
+pub(super) fn resolve_dead_letter(
+    dialect: Dialect,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    resolution: &str,
+) -> Bookkeeping {
+    let p = params(dialect, 4);
+    Bookkeeping {
+        sql: format!(
+            "UPDATE {} SET resolved_at = {}, resolution = {} WHERE topic = {} AND kafka_partition = {} AND kafka_offset = {} AND resolved_at IS NULL",
+            table(dialect, DEAD_LETTER_TABLE),
+            now(dialect),
+            p[0],
+            p[1],
+            p[2],
+            p[3]
+        ),
+        binds: vec![
+            Bind::Text(resolution.to_owned()),
+            Bind::Text(topic.to_owned()),
+            Bind::Int(i64::from(partition)),
+            Bind::Int(offset),
+        ],
+    }
 }
 
 /// `(commit_lsn, partial_lsn, partial_rows)` as stored: what the fence compares. The Kafka offset is
@@ -256,6 +356,7 @@ mod tests {
             3,
             &pos,
             Some(("public.t", Lsn(9))),
+            &[],
         );
         assert_eq!(s.len(), 2);
         assert!(s[0]
@@ -266,7 +367,7 @@ mod tests {
         assert_eq!(s[0].binds[2], Bind::Int(-1));
         assert_eq!(Lsn(-1i64 as u64), Lsn(u64::MAX));
         assert!(s[1].sql.ends_with("ON CONFLICT DO NOTHING"));
-        let m = position_statements(Dialect::MySql, "cascade.main", 3, &pos, None);
+        let m = position_statements(Dialect::MySql, "cascade.main", 3, &pos, None, &[]);
         assert_eq!(m.len(), 1);
         assert!(m[0].sql.contains("ON DUPLICATE KEY UPDATE"));
         assert!(m[0].sql.contains("VALUES (?, ?, ?, ?, ?, ?)"));
@@ -280,8 +381,14 @@ mod tests {
         assert_eq!(p.kafka_offset, None);
         assert_eq!(position_of(Some(&[7, 0, 0, 12])).kafka_offset, Some(12));
         assert!(position_of(None).is_empty());
-        let unknown =
-            position_statements(Dialect::Sqlite, "t", 0, &AppliedPosition::default(), None);
+        let unknown = position_statements(
+            Dialect::Sqlite,
+            "t",
+            0,
+            &AppliedPosition::default(),
+            None,
+            &[],
+        );
         assert_eq!(unknown[0].binds[5], Bind::Int(-1));
     }
 
@@ -298,5 +405,40 @@ mod tests {
         for d in [Dialect::MySql, Dialect::Sqlite, Dialect::Postgres] {
             assert!(create_tables(d)[0].contains("kafka_offset BIGINT NOT NULL DEFAULT -1"));
         }
+    }
+
+    #[test]
+    fn dead_letters_are_recorded_with_the_position_and_resolved_once() {
+        use crate::dead_letter::{DlqPosition, Reason};
+        let letter = Recorded {
+            offset: 17,
+            reason: Reason::Refused,
+            error: "too long".into(),
+            dlq: DlqPosition {
+                partition: 2,
+                offset: 5,
+            },
+        };
+        for d in [Dialect::MySql, Dialect::Sqlite, Dialect::Postgres] {
+            assert!(
+                create_tables(d)[2].contains("PRIMARY KEY (topic, kafka_partition, kafka_offset)")
+            );
+            let s = position_statements(
+                d,
+                "t",
+                2,
+                &AppliedPosition::default(),
+                None,
+                std::slice::from_ref(&letter),
+            );
+            assert_eq!(s.len(), 2);
+            assert!(s[1].sql.contains("_cascade_dead_letters"), "{}", s[1].sql);
+            assert_eq!(s[1].binds[2], Bind::Int(17));
+            assert_eq!(s[1].binds[3], Bind::Text("refused".into()));
+            let r = resolve_dead_letter(d, "t", 2, 17, "replayed");
+            assert!(r.sql.ends_with("AND resolved_at IS NULL"), "{}", r.sql);
+            assert_eq!(r.binds.len(), 4);
+        }
+        assert!(create_tables(Dialect::Postgres)[2].contains("TIMESTAMPTZ NOT NULL DEFAULT now()"));
     }
 }

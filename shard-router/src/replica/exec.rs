@@ -11,6 +11,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use super::bookkeeping;
 use crate::batch::AppliedPosition;
+use crate::dead_letter::{DlqPosition, Recorded};
 use crate::dialect::Dialect;
 use crate::error::RouterError;
 use crate::plan::Statement;
@@ -92,6 +93,7 @@ where
         Ok(bookkeeping::position_of(row.as_deref()))
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn apply(
         &self,
         statements: &[Statement],
@@ -100,6 +102,7 @@ where
         before: &AppliedPosition,
         position: &AppliedPosition,
         arrival: Option<(&str, Lsn)>,
+        dead_letters: &[Recorded],
     ) -> Result<Outcome, StatementFailed> {
         let select = bookkeeping::select_position(self.dialect, topic, partition, true);
         let fence = Fence {
@@ -107,9 +110,64 @@ where
             before: bookkeeping::stored(before),
             after: bookkeeping::stored(position),
         };
-        let book =
-            bookkeeping::position_statements(self.dialect, topic, partition, position, arrival);
+        let book = bookkeeping::position_statements(
+            self.dialect,
+            topic,
+            partition,
+            position,
+            arrival,
+            dead_letters,
+        );
         in_transaction(&self.pool, &fence, statements, &book).await
+    }
+
+    pub(super) async fn dead_letters(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<(i64, DlqPosition)>, RouterError> {
+        let query = bookkeeping::select_dead_letters(self.dialect, topic, partition);
+        let q = bind_all(sqlx::query::<DB>(query.sql()), query.binds());
+        let rows = self.pool.fetch_all(q).await.map_err(|e| {
+            RouterError::replica(
+                format!("reading the dead letters of {topic}/{partition}"),
+                e,
+            )
+        })?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let int = |i: usize| row.try_get::<i64, usize>(i);
+            let read = (|| Ok::<_, sqlx::Error>((int(0)?, int(1)?, int(2)?)))();
+            let (offset, p, o) = read.map_err(|e| {
+                RouterError::replica(
+                    format!("reading the dead letters of {topic}/{partition}"),
+                    e,
+                )
+            })?;
+            out.push((
+                offset,
+                DlqPosition {
+                    partition: i32::try_from(p).unwrap_or(-1),
+                    offset: o,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Marks a dead letter resolved and runs `statements`, in one transaction, unless it is not
+    /// recorded or already resolved; returns whether it did.
+    pub(super) async fn resolve(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        resolution: &str,
+        statements: &[Statement],
+    ) -> Result<bool, StatementFailed> {
+        let claim =
+            bookkeeping::resolve_dead_letter(self.dialect, topic, partition, offset, resolution);
+        claim_then_all(&self.pool, &claim, statements).await
     }
 
     pub(super) async fn dry_run(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
@@ -447,6 +505,41 @@ where
         run(&mut *tx, then).await?;
     }
     tx.commit().await?;
+    Ok(true)
+}
+
+/// Runs `claim` and, only if it affected a row, `then`, in one transaction; returns whether it did.
+/// A failing statement of `then` is named by its index.
+async fn claim_then_all<DB>(
+    pool: &Pool<DB>,
+    claim: &Bookkeeping,
+    then: &[Statement],
+) -> Result<bool, StatementFailed>
+where
+    DB: Database,
+    DB::QueryResult: RowsAffected,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    let mut tx = pool.begin().await.map_err(StatementFailed::bookkeeping)?;
+    let query = bind_all(sqlx::query::<DB>(claim.sql()), claim.binds());
+    let won = (&mut *tx)
+        .execute(query)
+        .await
+        .map_err(StatementFailed::bookkeeping)?
+        .affected()
+        > 0;
+    if !won {
+        tx.rollback().await.map_err(StatementFailed::bookkeeping)?;
+        return Ok(false);
+    }
+    run_numbered(&mut *tx, then).await?;
+    tx.commit().await.map_err(StatementFailed::bookkeeping)?;
     Ok(true)
 }
 

@@ -26,6 +26,7 @@ use shared::Lsn;
 
 use crate::batch::AppliedPosition;
 use crate::config::ReplicaUrl;
+use crate::dead_letter::{DlqPosition, Recorded};
 use crate::dialect::Dialect;
 use crate::error::RouterError;
 use crate::plan::Statement;
@@ -112,9 +113,11 @@ pub trait Replica: Send + Sync + 'static {
     ) -> impl Future<Output = Result<AppliedPosition, RouterError>> + Send;
 
     /// Runs `statements` and records `position` for the partition (and `arrival`, a partition reaching
-    /// a barrier: its key and LSN) in one transaction, provided the stored position is still `before`
-    /// (what this task last wrote). A failing statement rolls everything back and is named by its
-    /// index.
+    /// a barrier: its key and LSN; and `dead_letters`, events set aside that the position moves past
+    /// — one already recorded is left as it is) in one transaction, provided the stored position is
+    /// still `before` (what this task last wrote). A failing statement rolls everything back and is
+    /// named by its index.
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         statements: &[Statement],
@@ -123,7 +126,28 @@ pub trait Replica: Send + Sync + 'static {
         before: &AppliedPosition,
         position: &AppliedPosition,
         arrival: Option<(&str, Lsn)>,
+        dead_letters: &[Recorded],
     ) -> impl Future<Output = Result<Outcome, StatementFailed>> + Send;
+
+    /// The dead letters recorded for a partition: source offset and place in the DLQ, by offset.
+    fn dead_letters(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> impl Future<Output = Result<Vec<(i64, DlqPosition)>, RouterError>> + Send;
+
+    /// Marks the dead letter of (`topic`, `partition`, `offset`) resolved (`resolution`: `replayed`
+    /// or `discarded`) and runs `statements`, in one transaction, unless it is not recorded or is
+    /// resolved already (then nothing is done and the answer is `false`): a dead letter is replayed
+    /// at most once.
+    fn resolve_dead_letter(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        resolution: &str,
+        statements: &[Statement],
+    ) -> impl Future<Output = Result<bool, StatementFailed>> + Send;
 
     /// Runs `statements` in a transaction that is always rolled back: finds which one fails.
     fn dry_run(
@@ -261,20 +285,41 @@ impl Replica for AnyReplica {
         before: &AppliedPosition,
         position: &AppliedPosition,
         arrival: Option<(&str, Lsn)>,
+        dead_letters: &[Recorded],
     ) -> Result<Outcome, StatementFailed> {
+        let (s, t, p, b, a, d) = (statements, topic, partition, before, arrival, dead_letters);
         match self {
-            AnyReplica::MySql(r) => {
-                r.apply(statements, topic, partition, before, position, arrival)
-                    .await
-            }
-            AnyReplica::Sqlite(r) => {
-                r.apply(statements, topic, partition, before, position, arrival)
-                    .await
-            }
-            AnyReplica::Postgres(r) => {
-                r.apply(statements, topic, partition, before, position, arrival)
-                    .await
-            }
+            AnyReplica::MySql(r) => r.apply(s, t, p, b, position, a, d).await,
+            AnyReplica::Sqlite(r) => r.apply(s, t, p, b, position, a, d).await,
+            AnyReplica::Postgres(r) => r.apply(s, t, p, b, position, a, d).await,
+        }
+    }
+
+    async fn dead_letters(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<(i64, DlqPosition)>, RouterError> {
+        match self {
+            AnyReplica::MySql(r) => r.dead_letters(topic, partition).await,
+            AnyReplica::Sqlite(r) => r.dead_letters(topic, partition).await,
+            AnyReplica::Postgres(r) => r.dead_letters(topic, partition).await,
+        }
+    }
+
+    async fn resolve_dead_letter(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        resolution: &str,
+        statements: &[Statement],
+    ) -> Result<bool, StatementFailed> {
+        let (t, p, o, r, s) = (topic, partition, offset, resolution, statements);
+        match self {
+            AnyReplica::MySql(x) => x.resolve_dead_letter(t, p, o, r, s).await,
+            AnyReplica::Sqlite(x) => x.resolve_dead_letter(t, p, o, r, s).await,
+            AnyReplica::Postgres(x) => x.resolve_dead_letter(t, p, o, r, s).await,
         }
     }
 

@@ -11,6 +11,7 @@ use super::exec::SqlPool;
 use super::{Outcome, Replica, StatementFailed, TableKeys, ACQUIRE_TIMEOUT};
 use crate::batch::AppliedPosition;
 use crate::config::ReplicaUrl;
+use crate::dead_letter::{DlqPosition, Recorded};
 use crate::dialect::Dialect;
 use crate::error::RouterError;
 use crate::plan::Statement;
@@ -109,9 +110,39 @@ impl Replica for PostgresReplica {
         before: &AppliedPosition,
         position: &AppliedPosition,
         arrival: Option<(&str, Lsn)>,
+        dead_letters: &[Recorded],
     ) -> Result<Outcome, StatementFailed> {
         self.sql
-            .apply(statements, topic, partition, before, position, arrival)
+            .apply(
+                statements,
+                topic,
+                partition,
+                before,
+                position,
+                arrival,
+                dead_letters,
+            )
+            .await
+    }
+
+    async fn dead_letters(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<(i64, DlqPosition)>, RouterError> {
+        self.sql.dead_letters(topic, partition).await
+    }
+
+    async fn resolve_dead_letter(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        resolution: &str,
+        statements: &[Statement],
+    ) -> Result<bool, StatementFailed> {
+        self.sql
+            .resolve(topic, partition, offset, resolution, statements)
             .await
     }
 

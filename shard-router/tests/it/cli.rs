@@ -28,6 +28,8 @@ fn help_lists_every_flag_with_its_env_var_and_default() {
         ("--max-backoff", "ROUTER_MAX_BACKOFF"),
         ("--shutdown-timeout", "ROUTER_SHUTDOWN_TIMEOUT"),
         ("--log-format", "LOG_FORMAT"),
+        ("--on-error", "ROUTER_ON_ERROR"),
+        ("--dlq-replication-factor", "ROUTER_DLQ_REPLICATION_FACTOR"),
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
         assert!(
@@ -67,6 +69,24 @@ fn invalid_configuration_exits_2_naming_the_field() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--replica-url"), "{err}");
+    let (code, err) = testkit::run_to_exit(
+        router(),
+        &[
+            "--kafka-brokers",
+            "127.0.0.1:1",
+            "--replica-url",
+            "sqlite:///tmp/x.db",
+            "--on-error",
+            "ignore",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--on-error"), "{err}");
+    assert!(
+        err.contains("dead-letter"),
+        "the error lists the values: {err}"
+    );
     // Refused URLs are quoted back without their password.
     for url in ["mysql://u:pa55word@h:bad/db", "oracle://u:pa55word@h/db"] {
         let (code, err) = testkit::run_to_exit(

@@ -3,6 +3,7 @@
 
 mod chaos;
 mod cli;
+mod dlq;
 mod e2e;
 mod failures;
 mod keys;

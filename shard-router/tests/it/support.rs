@@ -154,3 +154,35 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum()
 }
+
+/// Produces one message to a partition; returns its offset.
+pub async fn produce(
+    kafka: &str,
+    topic: &str,
+    partition: i32,
+    value: &[u8],
+    headers: &[(&str, &str)],
+) -> i64 {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .create()
+        .unwrap();
+    let mut h = OwnedHeaders::new();
+    for (k, v) in headers {
+        h = h.insert(Header {
+            key: k,
+            value: Some(*v),
+        });
+    }
+    let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(topic)
+        .partition(partition)
+        .payload(value)
+        .headers(h);
+    let delivery = producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|(e, _)| panic!("cannot produce to {topic}/{partition}: {e}"));
+    delivery.offset
+}

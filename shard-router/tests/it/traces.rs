@@ -2,7 +2,8 @@
 //! `process <topic>` span (its child, through the `traceparent` Kafka header) and `apply batch`
 //! database span, received by an OTLP receiver started here — gRPC (tonic), and HTTP/protobuf
 //! (`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, `POST /v1/traces`) — and decoded with the OTLP
-//! protobuf definitions.
+//! protobuf definitions. A `tracestate` a producer sets reaches the router's spans (the Kafka
+//! headers go through the global propagator).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -238,7 +239,10 @@ async fn one_trace(collector: Collector, endpoint: &str, protocol: &str) {
         attr(&send, "messaging.destination.name"),
         Some(topic.clone())
     );
-    assert_eq!(attr(&process, "messaging.destination.name"), Some(topic));
+    assert_eq!(
+        attr(&process, "messaging.destination.name"),
+        Some(topic.clone())
+    );
     assert_eq!(attr(&apply, "db.system.name").as_deref(), Some("sqlite"));
     assert_eq!(
         attr(&apply, "db.operation.batch.size").as_deref(),
@@ -263,6 +267,51 @@ async fn one_trace(collector: Collector, endpoint: &str, protocol: &str) {
         attr(&process, "messaging.consumer.group.name")
             .is_some_and(|g| g.starts_with(&format!("{prefix}.main."))),
         "consumer group name"
+    );
+    // A producer's tracestate survives to the router's spans: a frame produced here with a W3C
+    // trace context of its own (an LSN far above cdc's, so it is applied, not skipped).
+    let (trace_id, parent_id) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let tracestate = "cascade=it,vendor=x1";
+    let traceparent = format!("00-{trace_id}-{parent_id}-01");
+    let headers = [
+        (shared::codec::FORMAT_HEADER, shared::codec::FORMAT_VERSION),
+        ("traceparent", traceparent.as_str()),
+        ("tracestate", tracestate),
+    ];
+    let lsn = shared::Lsn(0x7FFF_0000_0000);
+    let (at, next) = (lsn, shared::Lsn(lsn.0 + 8));
+    for json in [
+        format!(r#"{{"action":"B","xid":9,"lsn":"{at}","nextlsn":"{next}"}}"#),
+        r#"{"action":"I","schema":"public","table":"secrets","columns":[{"name":"id","type":"integer","typeoid":23,"value":2},{"name":"token","type":"text","typeoid":25,"value":"x"}],"pk":[{"name":"id","type":"integer","typeoid":23}]}"#.to_owned(),
+        format!(r#"{{"action":"C","xid":9,"lsn":"{at}","nextlsn":"{next}"}}"#),
+    ] {
+        produce(&s.kafka, &topic, 0, json.as_bytes(), &headers).await;
+    }
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let (process, apply) = wait_for(
+        Duration::from_secs(60),
+        "the router's spans of the produced frame, with its trace context",
+        || {
+            let spans = received.lock().unwrap();
+            let process = spans.iter().find(|(svc, sp)| {
+                svc == "shard-router"
+                    && sp.name == process_name
+                    && hex(&sp.trace_id) == trace_id
+                    && hex(&sp.parent_span_id) == parent_id
+            })?;
+            let apply = spans.iter().find(|(_, sp)| {
+                sp.name == "apply batch" && sp.parent_span_id == process.1.span_id
+            })?;
+            Some((process.1.clone(), apply.1.clone()))
+        },
+    );
+    assert_eq!(
+        process.trace_state, tracestate,
+        "tracestate of the process span"
+    );
+    assert_eq!(
+        apply.trace_state, tracestate,
+        "tracestate of the apply span"
     );
     // The transaction's span in cdc is the send span's parent, in the same trace.
     let spans = received.lock().unwrap().clone();

@@ -197,6 +197,7 @@ fn dashboard_queries_use_only_exported_metrics() {
         "cdc_slot_retained_wal_bytes",
         "router_partitions_assigned",
         "router_partitions_stopped",
+        "router_dead_letters_total",
     ] {
         assert!(used.contains(required), "no panel shows {required}");
     }

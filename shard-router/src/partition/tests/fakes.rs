@@ -12,6 +12,7 @@ use testkit::kafka_log::{MemoryLog, Record};
 use testkit::memory_replica::{self as mem, MemoryReplica, Op};
 
 use crate::batch::AppliedPosition;
+use crate::dead_letter::{DeadLetterQueue, DlqPosition, Letter, Recorded};
 use crate::dialect::Dialect;
 use crate::error::RouterError;
 use crate::plan::{Statement, StatementKind};
@@ -185,6 +186,7 @@ impl Replica for Fake {
         before: &AppliedPosition,
         position: &AppliedPosition,
         arrival: Option<(&str, Lsn)>,
+        dead_letters: &[Recorded],
     ) -> Result<Outcome, StatementFailed> {
         let (ops, owner) = ops(statements);
         let txn = mem::Txn {
@@ -194,6 +196,16 @@ impl Replica for Fake {
             after: stored(position),
             kafka_offset: position.kafka_offset.unwrap_or(-1),
             arrival: arrival.map(|(key, lsn)| (key, lsn.0 as i64)),
+            dead_letters: dead_letters
+                .iter()
+                .map(|d| mem::DeadLetter {
+                    offset: d.offset,
+                    reason: d.reason.as_str().to_owned(),
+                    dlq_partition: d.dlq.partition,
+                    dlq_offset: d.dlq.offset,
+                    resolution: None,
+                })
+                .collect(),
             ops,
         };
         match self.0.apply(txn).await {
@@ -207,6 +219,41 @@ impl Replica for Fake {
     async fn dry_run(&self, statements: &[Statement]) -> Result<(), StatementFailed> {
         let (ops, owner) = ops(statements);
         self.0.dry_run(&ops).map_err(|f| failed(f, &owner))
+    }
+
+    async fn dead_letters(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<(i64, DlqPosition)>, RouterError> {
+        Ok(self
+            .0
+            .dead_letters(topic, partition)
+            .into_iter()
+            .map(|d| {
+                (
+                    d.offset,
+                    DlqPosition {
+                        partition: d.dlq_partition,
+                        offset: d.dlq_offset,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn resolve_dead_letter(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        resolution: &str,
+        statements: &[Statement],
+    ) -> Result<bool, StatementFailed> {
+        let (ops, owner) = ops(statements);
+        self.0
+            .resolve(topic, partition, offset, resolution, &ops)
+            .map_err(|f| failed(f, &owner))
     }
 
     async fn barrier_state(
@@ -318,5 +365,120 @@ impl PartitionStream for MemoryStream {
     async fn seek(&self, offset: i64) -> Result<(), KafkaError> {
         self.next.store(offset, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// The dead-letter topic in testkit's in-memory Kafka log, with the headers the Kafka one writes.
+#[derive(Clone)]
+pub(super) struct MemoryDlq {
+    pub log: MemoryLog,
+    pub topic: String,
+    /// Sends fail while set (Kafka down).
+    pub down: Arc<AtomicBool>,
+}
+
+impl MemoryDlq {
+    pub(super) fn new(log: &MemoryLog, topic: &str) -> Self {
+        MemoryDlq {
+            log: log.clone(),
+            topic: topic.to_owned(),
+            down: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub(super) fn dlq(&self) -> String {
+        crate::dead_letter::dlq_topic(&self.topic)
+    }
+
+    fn header(record: &Record, key: &str) -> Option<String> {
+        record
+            .headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| String::from_utf8(v.clone()).ok())
+    }
+
+    /// The dead letters of a source partition: (source offset, reason, error).
+    pub(super) fn letters(&self, partition: i32) -> Vec<(i64, String, String)> {
+        use crate::dead_letter as d;
+        self.log
+            .records(&self.dlq(), partition)
+            .iter()
+            .map(|r| {
+                (
+                    Self::header(r, d::HEADER_SOURCE_OFFSET)
+                        .and_then(|o| o.parse().ok())
+                        .unwrap_or(-1),
+                    Self::header(r, d::HEADER_REASON).unwrap_or_default(),
+                    Self::header(r, d::HEADER_ERROR).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl DeadLetterQueue for MemoryDlq {
+    async fn send(&self, partition: i32, letter: &Letter) -> Result<DlqPosition, RouterError> {
+        use crate::dead_letter as d;
+        if self.down.load(Ordering::Relaxed) {
+            return Err(RouterError::Kafka {
+                context: "producing a dead letter".into(),
+                source: KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+            });
+        }
+        let headers = vec![
+            (
+                d::HEADER_ERROR.to_owned(),
+                letter.error.clone().into_bytes(),
+            ),
+            (
+                d::HEADER_SOURCE_TOPIC.to_owned(),
+                self.topic.clone().into_bytes(),
+            ),
+            (
+                d::HEADER_SOURCE_PARTITION.to_owned(),
+                partition.to_string().into_bytes(),
+            ),
+            (
+                d::HEADER_SOURCE_OFFSET.to_owned(),
+                letter.offset.to_string().into_bytes(),
+            ),
+            (
+                d::HEADER_CONSUMER_GROUP.to_owned(),
+                GROUP.as_bytes().to_vec(),
+            ),
+            (
+                d::HEADER_REASON.to_owned(),
+                letter.reason.as_str().as_bytes().to_vec(),
+            ),
+        ];
+        let value = letter.value.clone().unwrap_or_default();
+        let offset = self
+            .log
+            .append(&self.dlq(), partition, None, &value, headers);
+        Ok(DlqPosition { partition, offset })
+    }
+
+    async fn sent_since(
+        &self,
+        partition: i32,
+        after: Option<DlqPosition>,
+    ) -> Result<std::collections::BTreeMap<i64, DlqPosition>, RouterError> {
+        let from = after.map_or(0, |a| a.offset + 1);
+        Ok(self
+            .letters(partition)
+            .into_iter()
+            .enumerate()
+            .filter(|(o, _)| *o as i64 >= from)
+            .map(|(o, (source, _, _))| {
+                (
+                    source,
+                    DlqPosition {
+                        partition,
+                        offset: o as i64,
+                    },
+                )
+            })
+            .collect())
     }
 }
