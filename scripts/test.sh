@@ -9,12 +9,15 @@ log() { printf 'test: %s\n' "$*" >&2; }
 
 # Build tools for librdkafka (built from source by rdkafka-sys) and the Rust components we use.
 missing=()
-for tool in make gcc g++ python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in make gcc g++ python3 pkg-config openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+# TLS (native-tls, librdkafka) builds against the system OpenSSL.
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
-  [ "$(id -u)" -eq 0 ] || { log "missing ${missing[*]}; install build-essential and python3"; exit 1; }
+  [ "$(id -u)" -eq 0 ] || { log "missing ${missing[*]}; install build-essential, python3, pkg-config, openssl and libssl-dev"; exit 1; }
   log "installing build tools (${missing[*]})"
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends build-essential python3 >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    build-essential python3 pkg-config openssl libssl-dev >/dev/null
 fi
 command -v cargo >/dev/null || { log "cargo not found; install Rust with rustup"; exit 1; }
 if command -v rustup >/dev/null; then
