@@ -185,6 +185,7 @@ impl PgReplicationClient {
                 ))
             }
         };
+        tracing::debug!(mechanism, "authenticating the replication connection");
         let mut scram = ScramSha256::new(password, binding);
         frontend::sasl_initial_response(mechanism, scram.message(), &mut self.write_buf)
             .map_err(protocol)?;
@@ -636,6 +637,45 @@ pub fn quote_ident(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that asks for the password in clear text (what a man in the middle would do).
+    async fn cleartext_asker() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut len = [0u8; 4];
+            socket.read_exact(&mut len).await.unwrap();
+            let mut startup = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+            socket.read_exact(&mut startup).await.unwrap();
+            let mut ask = vec![b'R'];
+            ask.extend_from_slice(&8i32.to_be_bytes());
+            ask.extend_from_slice(&3i32.to_be_bytes());
+            socket.write_all(&ask).await.unwrap();
+            let mut rest = Vec::new();
+            let _ = socket.read_to_end(&mut rest).await;
+            assert!(
+                !String::from_utf8_lossy(&rest).contains("s3cret"),
+                "the password was sent"
+            );
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_clear_text_password_request_without_tls_is_refused() {
+        let port = cleartext_asker().await;
+        let url: PgUrl = format!("postgres://u:s3cret@127.0.0.1:{port}/db?sslmode=disable")
+            .parse()
+            .unwrap();
+        let error = PgReplicationClient::connect(&url, "test", Duration::from_secs(5))
+            .await
+            .err()
+            .expect("refused");
+        let text = error.to_string();
+        assert!(text.contains("clear text"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
 
     #[test]
     fn identifiers_are_quoted() {

@@ -11,3 +11,4 @@ mod setup;
 mod slot_lost;
 mod suggest;
 mod support;
+mod tls;
