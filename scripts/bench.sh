@@ -315,7 +315,8 @@ done
 printf '%-44s %12s %14s %7s %10s\n' "snapshot: cdc snapshot → Kafka acknowledged" "$snapshot_rate" "$copy_rate" \
   "$(ratio "$snapshot_rate" "$copy_rate")" "${cdc_rss} MiB"
 printf '%-44s %12s\n' "lag at $steady_rate rows/s (10/txn) → postgres" "p50 ${steady_p50} ms, p99 ${steady_p99} ms"
-printf '%-44s %12s\n' "one $big_txn_rows-row transaction: peak RSS" "cdc ${big_cdc_rss} MiB, router ${big_router_rss} MiB"
+[ "$big_txn_rows" -le 0 ] ||
+  printf '%-44s %12s\n' "one $big_txn_rows-row transaction: peak RSS" "cdc ${big_cdc_rss} MiB, router ${big_router_rss} MiB"
 printf '(capture anchor: pg_recvlogical + wal2json to a file; drain anchor: native logical replication into the PostgreSQL replica server;\n'
 printf ' snapshot anchor: COPY bench TO STDOUT through psql; cdc peak RSS is over capture and snapshot; lag from the router'"'"'s\n'
 printf ' router_end_to_end_lag_seconds histogram, within its buckets)\n'
