@@ -12,6 +12,8 @@
 #   MariaDB                                               127.0.0.1:${CASCADE_MYSQL_PORT:-53306}
 #   tansu (Kafka protocol, memory storage)                127.0.0.1:${CASCADE_KAFKA_PORT:-59092}
 #   Prometheus                                            127.0.0.1:${CASCADE_PROMETHEUS_PORT:-59090}
+# Both PostgreSQL instances and MariaDB also speak TLS (plaintext stays allowed, no client certificates),
+# with server certificates from a throwaway CA made once under the run directory (CASCADE_CA_FILE in the env).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -92,6 +94,7 @@ install_missing() {
   command -v curl >/dev/null || pkgs+=(curl)
   command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
   command -v runuser >/dev/null || pkgs+=(util-linux)
+  command -v openssl >/dev/null || pkgs+=(openssl)
   if [ "${#pkgs[@]}" -gt 0 ]; then apt_install "${pkgs[@]}"; fi
   install_tansu
 }
@@ -118,10 +121,62 @@ PY
   rm -rf "$dl"
 }
 
+# --- TLS ------------------------------------------------------------------------------------------------
+# A throwaway CA and one server certificate (SAN 127.0.0.1 and localhost) for every server, made once and
+# kept under the run directory. Each server gets its own copy of the key, owned by the user it runs as
+# with mode 0600 (PostgreSQL refuses a key others can read).
+TLS="$DATA/tls"
+CA_FILE="$TLS/ca.pem"
+
+tls_up() {
+  if [ ! -f "$TLS/server.pem" ]; then
+    mkdir -p "$TLS"; chmod 755 "$TLS"
+    ( umask 077
+      openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TLS/ca.key" -out "$TLS/ca.pem.tmp" -days 3650 \
+        -subj "/CN=cascade throwaway CA" >"$LOGS/tls.log" 2>&1
+      openssl req -new -newkey rsa:2048 -nodes -keyout "$TLS/server.key" -out "$TLS/server.csr" \
+        -subj "/CN=localhost" >>"$LOGS/tls.log" 2>&1
+      printf '%s\n' 'basicConstraints = CA:FALSE' 'keyUsage = critical, digitalSignature, keyEncipherment' \
+        'extendedKeyUsage = serverAuth' 'subjectAltName = IP:127.0.0.1, DNS:localhost' >"$TLS/server.ext"
+      openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.pem.tmp" -CAkey "$TLS/ca.key" -CAcreateserial \
+        -days 3650 -extfile "$TLS/server.ext" -out "$TLS/server.pem.tmp" >>"$LOGS/tls.log" 2>&1
+    ) || { cat "$LOGS/tls.log" >&2; die "openssl could not make the throwaway certificates"; }
+    chmod 644 "$TLS/ca.pem.tmp" "$TLS/server.pem.tmp"
+    mv "$TLS/ca.pem.tmp" "$CA_FILE"
+    mv "$TLS/server.pem.tmp" "$TLS/server.pem"
+    log "made a throwaway CA and server certificate in $TLS"
+  fi
+  tls_key_for postgres
+  tls_key_for mysql
+}
+
+tls_key_for() { # tls_key_for USER: $TLS/USER/server.key, readable only by USER (the server's user when root)
+  local u="$1" dir="$TLS/$1"
+  mkdir -p "$dir"
+  install -m 600 "$TLS/server.key" "$dir/server.key"
+  if [ "$(id -u)" -eq 0 ]; then chown "$u": "$dir" "$dir/server.key"; fi
+}
+
+# PostgreSQL reads this file through an include in postgresql.conf; TLS settings take a reload.
+pg_tls_conf() { # pg_tls_conf DATADIR
+  local dir="$1"
+  cat >"$dir/cascade-tls.conf" <<EOF
+# written by scripts/services.sh: TLS on, plaintext still allowed, no client certificates
+ssl = on
+ssl_cert_file = '$TLS/server.pem'
+ssl_key_file = '$TLS/postgres/server.key'
+EOF
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir/cascade-tls.conf"; fi
+  grep -q "^include_if_exists = 'cascade-tls.conf'" "$dir/postgresql.conf" \
+    || echo "include_if_exists = 'cascade-tls.conf'" >>"$dir/postgresql.conf"
+}
+
 # --- PostgreSQL -----------------------------------------------------------------------------------------
 pg_up() { # pg_up NAME PORT WAL_LEVEL
   local name="$1" port="$2" wal_level="$3" dir="$DATA/$1"
   if as_user postgres "$PG_BINDIR/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    pg_tls_conf "$dir"
+    as_user postgres "$PG_BINDIR/pg_ctl" -D "$dir" reload >/dev/null
     log "$name already running on $port"; return 0
   fi
   if port_open "$port"; then die "port $port is taken by something else (set CASCADE_*_PORT to move $name)"; fi
@@ -153,6 +208,7 @@ EOF
       echo "output_plugin_libraries = 'pgoutput, test_decoding, wal2json'" >>"$dir/postgresql.conf"
     fi
   fi
+  pg_tls_conf "$dir"
   as_user postgres "$PG_BINDIR/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
     || { tail -n 30 "$dir/server.log" >&2; die "PostgreSQL $name did not start"; }
   wait_for 60 "PostgreSQL $name on $port" "$PG_BINDIR/pg_isready" -q -h 127.0.0.1 -p "$port"
@@ -179,7 +235,12 @@ pg_down() {
 # --- MariaDB --------------------------------------------------------------------------------------------
 mysql_up() {
   local dir="$DATA/mariadb" pid="$DATA/mariadb.pid" sock="$DATA/mariadb.sock"
-  if pid_alive "$pid"; then log "mariadb already running on $MYSQL_PORT"; mysql_provision; return 0; fi
+  if pid_alive "$pid"; then
+    log "mariadb already running on $MYSQL_PORT"
+    mysql_provision
+    [ "$(mysql_tls)" = YES ] || log "warning: this mariadb was started without TLS; run down, then up, to turn it on"
+    return 0
+  fi
   if port_open "$MYSQL_PORT"; then die "port $MYSQL_PORT is taken by something else"; fi
   local user; user="$(id -un)"; [ "$(id -u)" -eq 0 ] && user=mysql
   if [ ! -d "$dir/mysql" ]; then
@@ -192,11 +253,17 @@ mysql_up() {
   nohup mariadbd --no-defaults --user="$user" --datadir="$dir" --bind-address=127.0.0.1 --port="$MYSQL_PORT" \
     --socket="$sock" --pid-file="$pid" --skip-name-resolve --innodb-flush-log-at-trx-commit=2 \
     --innodb-buffer-pool-size=128M --max-connections=300 --character-set-server=utf8mb4 \
-    --collation-server=utf8mb4_bin --log-error="$LOGS/mariadb.log" >/dev/null 2>&1 &
+    --collation-server=utf8mb4_bin --log-error="$LOGS/mariadb.log" \
+    --ssl-ca="$CA_FILE" --ssl-cert="$TLS/server.pem" --ssl-key="$TLS/mysql/server.key" >/dev/null 2>&1 &
   touch "$OUT/started.mariadb"
   wait_for 60 "MariaDB on $MYSQL_PORT" mariadb --no-defaults -S "$sock" -uroot -e 'SELECT 1'
   mysql_provision
+  [ "$(mysql_tls)" = YES ] || die "mariadb started without TLS (see $LOGS/mariadb.log)"
   log "mariadb up on 127.0.0.1:$MYSQL_PORT"
+}
+
+mysql_tls() { # prints YES when the running MariaDB has TLS on
+  mariadb --no-defaults -S "$DATA/mariadb.sock" -uroot -N -e "SELECT @@have_ssl"
 }
 
 mysql_provision() {
@@ -292,6 +359,7 @@ export PROMETHEUS_URL='http://127.0.0.1:$PROM_PORT'
 export PROMETHEUS_TARGETS_DIR='$OUT/prometheus-targets'
 export PG_BINDIR='$PG_BINDIR'
 export TANSU_BIN='$TANSU_BIN'
+export CASCADE_CA_FILE='$CA_FILE'
 EOF
   mv "$ENV_FILE.tmp" "$ENV_FILE"
   log "wrote $ENV_FILE"
@@ -302,6 +370,7 @@ cmd_up() {
   install_missing
   mkdir -p "$DATA"
   [ "$(id -u)" -eq 0 ] && chmod 755 "$DATA"
+  tls_up
   pg_up source "$PG_PORT" logical
   pg_create_db "$PG_PORT" cascade
   pg_up replica "$REPLICA_PG_PORT" replica
