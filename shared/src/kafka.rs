@@ -184,16 +184,26 @@ impl KafkaArgs {
         if let Err(error) = config.create_native_config() {
             return Err(ConfigError::new(field, self.rejection(&error)));
         }
-        // A client (no broker to contact) loads what its properties name: CA files, keys, SASL.
-        config.set("client.id", "cascade-config-check");
-        let client: Result<rdkafka::producer::BaseProducer, _> = config.create();
-        match client {
-            Ok(client) => {
-                drop(client);
-                Ok(())
-            }
+        match start_client(self.pairs()) {
+            Ok(()) => Ok(()),
             Err(error) => Err(ConfigError::new(field, self.rejection(&error))),
         }
+    }
+
+    /// The property a client refuses to start with: the one its message names, or whose value it
+    /// quotes, or else the first whose addition (in order) makes the start fail.
+    fn culprit(&self, message: &str) -> Option<&str> {
+        let pairs: Vec<(&str, &str)> = self.pairs().collect();
+        if let Some((key, _)) = pairs.iter().find(|(k, _)| message.contains(k)) {
+            return Some(key);
+        }
+        let quoted = |(k, v): &&(&str, &str)| !is_secret(k) && v.len() >= 3 && message.contains(v);
+        if let Some((key, _)) = pairs.iter().find(quoted) {
+            return Some(key);
+        }
+        (1..=pairs.len())
+            .find(|&n| start_client(pairs[..n].iter().copied()).is_err())
+            .map(|n| pairs[n - 1].0)
     }
 
     /// What librdkafka said, with the values of secret properties replaced by `***`.
@@ -202,15 +212,33 @@ impl KafkaArgs {
             KafkaError::ClientConfig(_, description, key, _) => {
                 format!("librdkafka rejects property {key:?}: {description}")
             }
-            KafkaError::ClientCreation(message) => {
-                format!("librdkafka cannot start a client with these properties: {message}")
-            }
+            KafkaError::ClientCreation(message) => match self.culprit(message) {
+                Some(key) => {
+                    format!("librdkafka cannot start a client with property {key:?}: {message}")
+                }
+                None => {
+                    format!("librdkafka cannot start a client with these properties: {message}")
+                }
+            },
             other => format!("librdkafka rejects these properties: {other}"),
         };
         self.pairs()
             .filter(|(k, v)| is_secret(k) && !v.is_empty())
             .fold(text, |text, (_, v)| text.replace(v, "***"))
     }
+}
+
+/// Starts (and drops) a client with these properties and no broker: librdkafka then loads what
+/// they name (CA files, keys, SASL mechanisms) without contacting anything.
+fn start_client<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<(), KafkaError> {
+    let mut config = ClientConfig::new();
+    for (key, value) in pairs {
+        config.set(key, value);
+    }
+    config.set("client.id", "cascade-config-check");
+    let client: rdkafka::producer::BaseProducer = config.create()?;
+    drop(client);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -289,6 +317,18 @@ mod tests {
         .check()
         .unwrap_err();
         assert!(e.reason.contains("ssl.ca.location"), "{e}");
+        let e = parse(
+            &[
+                "-X",
+                "sasl.mechanisms=NOPE",
+                "-X",
+                "security.protocol=SASL_SSL",
+            ],
+            None,
+        )
+        .check()
+        .unwrap_err();
+        assert!(e.reason.contains("\"sasl.mechanisms\""), "{e}");
         // SCRAM comes with this build (the `ssl` feature).
         parse(
             &[
