@@ -235,3 +235,55 @@ fn a_certificate_from_another_ca_stops_the_router_with_exit_2_naming_the_paramet
         "{err}"
     );
 }
+
+#[test]
+fn kafka_properties_reach_the_routers_kafka_clients() {
+    // The local broker speaks plaintext only: a router told to use TLS to it cannot reach it, which
+    // shows the property reached its clients (without it, the same router finds the broker).
+    let s = services();
+    let dir = std::env::temp_dir().join(unique("tls_kafka"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = Target {
+        engine: Engine::Sqlite,
+        url: format!("sqlite://{}/r.db", dir.display()),
+    };
+    let prefix = unique("tls_kafka");
+    let router = start_router(
+        &s,
+        &target,
+        &prefix,
+        &[
+            "-X",
+            "security.protocol=SSL",
+            "-X",
+            &format!("ssl.ca.location={}", ca_file(&s)),
+        ],
+    );
+    wait_for(
+        Duration::from_secs(45),
+        "the router to report that the broker cannot be reached over TLS",
+        || {
+            router
+                .log_text()
+                .contains("BrokerTransportFailure")
+                .then_some(())
+        },
+    );
+    drop(router);
+    let plain = start_router(&s, &target, &prefix, &[]);
+    wait_for(
+        Duration::from_secs(30),
+        "the router without -X to reach the broker (and wait for its topic)",
+        || {
+            plain
+                .log_text()
+                .contains("the topic does not exist yet")
+                .then_some(())
+        },
+    );
+    assert!(
+        !plain.log_text().contains("BrokerTransportFailure"),
+        "{}",
+        plain.log_text()
+    );
+}
