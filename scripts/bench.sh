@@ -6,13 +6,18 @@
 #              native logical replication (publication + subscription) into the PostgreSQL replica server;
 #   snapshot   `cdc snapshot --table` of the backlog's table (cdc → Kafka acknowledged), against a plain
 #              `COPY … TO STDOUT` of the same table;
-#   peak RSS   of cdc and of each router (VmHWM).
+#   peak RSS   of cdc and of each router (VmHWM);
+#   lag        commit on the source → commit on the PostgreSQL replica, p50 and p99, while pgbench writes
+#              a steady --steady-rate rows/s in transactions of 10 rows (from the router's
+#              router_end_to_end_lag_seconds histogram, interpolated within its buckets);
+#   big txn    peak RSS of a fresh cdc and a fresh router through one transaction of --big-txn-rows rows.
 # Every consumer of the backlog has its slot (or subscription) created before the backlog is written, so
 # each one reads the same WAL. Drains are timed from the first row visible in the replica to the last, so
 # the consumer group join (seconds) and the subscription start are not counted. Prints one table with
-# ratios. What it does not measure yet: lag at a steady rate, a 1M-row transaction.
+# ratios.
 #
 # Usage: scripts/bench.sh [--rows N] [--txn-rows N] [--bin DIR] [--dialects "postgres mysql sqlite"]
+#                         [--steady-rate ROWS_PER_S] [--steady-seconds S] [--big-txn-rows N]
 #   --bin DIR   use the cdc and shard-router binaries in DIR instead of building target/release
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,13 +26,19 @@ rows=200000
 txn_rows=100
 bin=""
 dialects="postgres mysql sqlite"
+steady_rate=5000
+steady_seconds=20
+big_txn_rows=1000000
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) rows="$2"; shift 2 ;;
     --txn-rows) txn_rows="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
     --dialects) dialects="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --steady-rate) steady_rate="$2"; shift 2 ;;
+    --steady-seconds) steady_seconds="$2"; shift 2 ;;
+    --big-txn-rows) big_txn_rows="$2"; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -69,11 +80,12 @@ cleanup() {
   "$psql_bin" -q "$native_url" -c "alter subscription $native_db disable" >/dev/null 2>&1 || true
   "$psql_bin" -q "$native_url" -c "alter subscription $native_db set (slot_name = none)" >/dev/null 2>&1 || true
   "$psql_bin" -q "$native_url" -c "drop subscription if exists $native_db" >/dev/null 2>&1 || true
-  for slot in "$run_id" "${run_id}_recv" "$native_db"; do
+  for slot in "$run_id" "${run_id}_recv" "$native_db" "${run_id}_big"; do
     "$psql_bin" -q "$src_admin" -c "select pg_drop_replication_slot('$slot') from pg_replication_slots where slot_name = '$slot'" >/dev/null 2>&1 || true
   done
   "$psql_bin" -q "$src_admin" -c "drop database if exists $run_id" >/dev/null 2>&1 || true
   "$psql_bin" -q "$replica_admin" -c "drop database if exists $run_id" >/dev/null 2>&1 || true
+  "$psql_bin" -q "$replica_admin" -c "drop database if exists ${run_id}_big" >/dev/null 2>&1 || true
   "$psql_bin" -q "$replica_admin" -c "drop database if exists $native_db" >/dev/null 2>&1 || true
   [ "${#mariadb_cli[@]}" -eq 0 ] || "${mariadb_cli[@]}" -e "drop database if exists $mysql_db" >/dev/null 2>&1 || true
 }
@@ -196,10 +208,58 @@ for dialect in $dialects; do
   wait_count "$count" 900 "$rows" "shard-router → $dialect"
   drain_rate[$dialect]=$(rate "$rows" "$(elapsed "$t0" "$(now)")")
   drain_rss[$dialect]=$(peak_rss_mib "$router_pid")
-  kill "$router_pid"
-  wait "$router_pid" 2>/dev/null || true
+  if [ "$dialect" = postgres ]; then
+    steady_port=$port   # kept running for the lag figure
+    steady_pid=$router_pid
+  else
+    kill "$router_pid"
+    wait "$router_pid" 2>/dev/null || true
+  fi
   port=$((port + 1))
 done
+
+# --- lag at a steady rate: pgbench writes 10 rows per transaction into a table of its own ---
+# The lag histogram's buckets before and after, as "le count" lines; the quantile is interpolated
+# linearly within the bucket that holds it (as Prometheus' histogram_quantile does).
+lag_buckets() {
+  curl -fs "http://127.0.0.1:$1/metrics" | awk '/^router_end_to_end_lag_seconds_bucket/ {
+    match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); print le, $NF }'
+}
+quantile_ms() { # quantile_ms Q BEFORE_FILE AFTER_FILE
+  awk -v q="$1" 'NR == FNR { before[$1] = $2; next }
+    { le[n] = $1; c[n] = $2 - before[$1]; n++ }
+    END {
+      total = c[n - 1]; if (total <= 0) { print "-"; exit }
+      rank = q * total; prev_le = 0; prev_c = 0
+      for (i = 0; i < n; i++) {
+        if (c[i] >= rank) {
+          if (le[i] == "+Inf") { printf "> %.0f", prev_le * 1000; exit }
+          width = c[i] - prev_c
+          v = (width > 0) ? prev_le + (le[i] - prev_le) * (rank - prev_c) / width : le[i]
+          printf "%.0f", v * 1000; exit
+        }
+        prev_le = le[i]; prev_c = c[i]
+      }
+    }' "$2" "$3"
+}
+steady_p50="-"; steady_p99="-"
+if [ -n "${steady_port:-}" ]; then
+  log "lag: pgbench at $steady_rate rows/s (10 rows per transaction) for ${steady_seconds}s"
+  "$psql_bin" -q "$src_url" -c "create table steady (id bigserial primary key, payload text not null, at timestamptz not null default now())" >/dev/null
+  printf 'insert into steady (payload) select md5(g::text) from generate_series(1, 10) g;\n' >"$work/steady.sql"
+  wait_count "$psql_bin -Atq '$replica_pg' -c \"select count(*) from information_schema.tables where table_name = 'steady'\"" \
+    60 1 "the steady table on the replica"
+  lag_buckets "$steady_port" >"$work/lag-before.txt"
+  PGOPTIONS="" "$PG_BINDIR/pgbench" -n -f "$work/steady.sql" -R $((steady_rate / 10)) -T "$steady_seconds" -c 4 -j 2 \
+    "$src_url" >"$work/pgbench-steady.log" 2>&1 || die "pgbench failed (see $work/pgbench-steady.log)"
+  steady_rows=$("$psql_bin" -Atq "$src_url" -c "select count(*) from steady")
+  wait_count "$psql_bin -Atq '$replica_pg' -c 'select count(*) from steady'" 120 "$steady_rows" "the steady rows on the replica"
+  sleep 1
+  lag_buckets "$steady_port" >"$work/lag-after.txt"
+  steady_p50=$(quantile_ms 0.5 "$work/lag-before.txt" "$work/lag-after.txt")
+  steady_p99=$(quantile_ms 0.99 "$work/lag-before.txt" "$work/lag-after.txt")
+fi
+[ -z "${steady_pid:-}" ] || { kill "$steady_pid" 2>/dev/null || true; wait "$steady_pid" 2>/dev/null || true; }
 
 # --- snapshot: a plain COPY of the table, then cdc copying it into Kafka ---
 log "snapshot: COPY bench TO STDOUT"
@@ -215,6 +275,36 @@ cdc_rss=$(peak_rss_mib "$cdc_pid")
 kill "$cdc_pid"
 wait "$cdc_pid" 2>/dev/null || true
 
+# --- one big transaction: a fresh cdc (its own slot, created just before) and a fresh router ---
+big_cdc_rss="-"; big_router_rss="-"
+if [ "$big_txn_rows" -gt 0 ]; then
+  log "big transaction: $big_txn_rows rows in one transaction"
+  "$psql_bin" -q "$src_url" -v ON_ERROR_STOP=1 >/dev/null <<SQL
+create table big (id bigint primary key, name text not null, amount numeric(12,2));
+select pg_create_logical_replication_slot('${run_id}_big', 'wal2json');
+insert into big select i, 'row ' || i, i / 100.0 from generate_series(1, $big_txn_rows) as i;
+SQL
+  big_lsn=$("$psql_bin" -Atq "$src_url" -c "select pg_current_wal_lsn()")
+  "$bin/cdc" --source-url "$src_url" --kafka-brokers "$KAFKA_BROKERS" --slot "${run_id}_big" \
+    --topic-prefix "${run_id}big" --snapshot never --http-addr 127.0.0.1:9290 >"$work/cdc-big.log" 2>&1 &
+  big_cdc=$!
+  pids+=("$big_cdc")
+  wait_count "$psql_bin -Atq '$src_url' -c \"select (confirmed_flush_lsn >= '$big_lsn')::int from pg_replication_slots where slot_name = '${run_id}_big'\"" \
+    900 1 "cdc confirming the big transaction"
+  big_cdc_rss=$(peak_rss_mib "$big_cdc")
+  "$psql_bin" -q "$replica_admin" -c "create database ${run_id}_big" >/dev/null
+  big_replica="${REPLICA_PG_URL%/*}/${run_id}_big"
+  "$bin/shard-router" --kafka-brokers "$KAFKA_BROKERS" --topic-prefix "${run_id}big" --replica-url "$big_replica" \
+    --replica-name bench-big --http-addr 127.0.0.1:9291 >"$work/router-big.log" 2>&1 &
+  big_router=$!
+  pids+=("$big_router")
+  wait_count "$psql_bin -Atq '$big_replica' -c 'select count(*) from public.big'" 900 "$big_txn_rows" \
+    "shard-router applying the big transaction"
+  big_router_rss=$(peak_rss_mib "$big_router")
+  kill "$big_cdc" "$big_router" 2>/dev/null || true
+  wait "$big_cdc" "$big_router" 2>/dev/null || true
+fi
+
 printf '\n%-44s %12s %14s %7s %10s\n' "figure ($rows rows, $txn_rows/txn)" "rows/s" "anchor rows/s" "ratio" "peak RSS"
 printf '%-44s %12s %14s %7s %10s\n' "capture: cdc → Kafka acknowledged" "$cdc_rate" "$recv_rate" \
   "$(ratio "$cdc_rate" "$recv_rate")" "${cdc_rss} MiB"
@@ -224,5 +314,8 @@ for dialect in $dialects; do
 done
 printf '%-44s %12s %14s %7s %10s\n' "snapshot: cdc snapshot → Kafka acknowledged" "$snapshot_rate" "$copy_rate" \
   "$(ratio "$snapshot_rate" "$copy_rate")" "${cdc_rss} MiB"
+printf '%-44s %12s\n' "lag at $steady_rate rows/s (10/txn) → postgres" "p50 ${steady_p50} ms, p99 ${steady_p99} ms"
+printf '%-44s %12s\n' "one $big_txn_rows-row transaction: peak RSS" "cdc ${big_cdc_rss} MiB, router ${big_router_rss} MiB"
 printf '(capture anchor: pg_recvlogical + wal2json to a file; drain anchor: native logical replication into the PostgreSQL replica server;\n'
-printf ' snapshot anchor: COPY bench TO STDOUT through psql; cdc peak RSS is over capture and snapshot)\n'
+printf ' snapshot anchor: COPY bench TO STDOUT through psql; cdc peak RSS is over capture and snapshot; lag from the router'"'"'s\n'
+printf ' router_end_to_end_lag_seconds histogram, within its buckets)\n'

@@ -7,18 +7,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf 'test: %s\n' "$*" >&2; }
 
-# Build tools for librdkafka (built from source by rdkafka-sys) and the Rust components we use; TLS links
-# the system OpenSSL (libssl-dev, found by pkg-config), and the local services' certificates are made
-# with the openssl command.
+# Build tools for librdkafka (built from source by rdkafka-sys) and the Rust components we use.
 missing=()
 for tool in make gcc g++ python3 pkg-config openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-command -v pkg-config >/dev/null && pkg-config --exists openssl || missing+=(libssl-dev)
+# TLS (native-tls, librdkafka) builds against the system OpenSSL.
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
-  [ "$(id -u)" -eq 0 ] || { log "missing ${missing[*]}; install build-essential python3 libssl-dev pkg-config openssl"; exit 1; }
+  [ "$(id -u)" -eq 0 ] || { log "missing ${missing[*]}; install build-essential, python3, pkg-config, openssl and libssl-dev"; exit 1; }
   log "installing build tools (${missing[*]})"
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends build-essential python3 \
-    libssl-dev pkg-config openssl >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    build-essential python3 pkg-config openssl libssl-dev >/dev/null
 fi
 command -v cargo >/dev/null || { log "cargo not found; install Rust with rustup"; exit 1; }
 if command -v rustup >/dev/null; then

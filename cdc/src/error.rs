@@ -96,6 +96,10 @@ pub enum CdcError {
     /// Sharded tables whose updates and deletes would lack their shard key; cdc exits 2 naming them.
     #[error("the source is not ready for the routing file")]
     ShardKeyNotInIdentity(#[source] shared::service::Invalid),
+    /// TLS to the source cannot work as configured (a certificate file, a server without TLS under
+    /// `sslmode=require`, a certificate not trusted); cdc exits 2 naming the parameter.
+    #[error("TLS to the source failed")]
+    Tls(#[source] shared::service::Invalid),
     /// A snapshot could not be requested or did not finish (`cdc snapshot`), or cdc cannot queue
     /// its initial snapshot.
     #[error("{0}")]
@@ -189,6 +193,7 @@ impl CdcError {
             | CdcError::OtherSource { .. }
             | CdcError::PartitionsChanged { .. }
             | CdcError::ShardKeyNotInIdentity(_)
+            | CdcError::Tls(_)
             | CdcError::SetupIncomplete { .. }
             | CdcError::Snapshot(_)
             | CdcError::Decode { .. }
@@ -214,6 +219,7 @@ impl CdcError {
             | CdcError::OtherSource { .. }
             | CdcError::ShardKeyNotInIdentity(_)
             | CdcError::SetupIncomplete { .. } => "source_config",
+            CdcError::Tls(_) => "tls",
             CdcError::SlotLost { .. } => "slot_lost",
             CdcError::Snapshot(_) => "snapshot",
             CdcError::PartitionsChanged { .. } => "partitions_changed",

@@ -122,7 +122,9 @@ impl<'a, K: Sink> Pump<'a, K> {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
                 Some(ack) = self.sink.next_ack(), if in_flight > 0 => self.on_ack(ack)?,
-                _ = status_tick.tick() => self.report(source, false).await?,
+                // Each report asks the server for a reply: a live connection is never silent
+                // for long, so a half-open one is noticed (see the replication client).
+                _ = status_tick.tick() => self.report(source, true).await?,
                 item = source.next(), if can_read => match item? {
                     None => return Err(CdcError::StreamEnded),
                     Some(Captured::Keepalive { wal_end, reply_requested }) => {

@@ -251,12 +251,7 @@ pub fn identities(report: &replica_identity::Report) -> Vec<Item> {
 /// Runs `cdc setup`: prints the checklist; an error (exit 1) when anything is not done.
 pub async fn run(args: SetupArgs, shards: ShardMap) -> Result<(), CdcError> {
     let target = args.source_url.target();
-    let client = connect_sql(
-        args.source_url.pg_config(),
-        &target,
-        Duration::from_secs(10),
-    )
-    .await?;
+    let client = connect_sql(&args.source_url, &target, Duration::from_secs(10)).await?;
     let q = |context| move |source| CdcError::SourceQuery { context, source };
     let version: String = client
         .query_one("SHOW server_version", &[])

@@ -157,10 +157,9 @@ async fn session(
 ) -> Result<(), CdcError> {
     let caps = &mut across.caps;
     let target = config.source_url.target();
-    let pg = config.source_url.pg_config();
     let sql = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        r = slot::connect_sql(pg, &target, CONNECT_TIMEOUT) => r?,
+        r = slot::connect_sql(&config.source_url, &target, CONNECT_TIMEOUT) => r?,
     };
     let source_id = origin::identify(&sql).await?;
     let preflight = slot::inspect(&sql, &config.slot).await?;
@@ -232,7 +231,7 @@ async fn session(
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         pump = pump.with_snapshots(snapshot::Coordinator::new(session, chunks_rx, events_tx));
         let settings = snapshot::runner::RunnerSettings {
-            pg: config.source_url.pg_config().clone(),
+            source: config.source_url.clone(),
             target: target.clone(),
             slot: config.slot.clone(),
             chunk_rows: config.snapshot_chunk_rows,
@@ -367,6 +366,24 @@ async fn queue_initial_snapshot(
     Ok(())
 }
 
+/// How long the replication stream may stay silent before cdc counts the connection as dead: twice
+/// the server's `wal_sender_timeout` for this database (the server answers cdc's status reports,
+/// which ask for a reply, well within it); two minutes when the server has none (0) or does not say.
+async fn idle_timeout(sql: &tokio_postgres::Client) -> Option<Duration> {
+    let ms: Option<i64> = sql
+        .query_one(
+            "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_sender_timeout'",
+            &[],
+        )
+        .await
+        .ok()
+        .map(|r| r.get(0));
+    Some(match ms {
+        Some(ms) if ms > 0 => Duration::from_millis(2 * ms as u64),
+        _ => Duration::from_secs(120),
+    })
+}
+
 /// Connects for replication and starts streaming, learning whether wal2json takes
 /// `numeric-data-types-as-string`.
 async fn start_stream(
@@ -377,8 +394,8 @@ async fn start_stream(
 ) -> Result<PgReplicationClient, CdcError> {
     loop {
         let mut client =
-            PgReplicationClient::connect(config.source_url.pg_config(), target, CONNECT_TIMEOUT)
-                .await?;
+            PgReplicationClient::connect(&config.source_url, target, CONNECT_TIMEOUT).await?;
+        client.set_idle_timeout(idle_timeout(sql).await);
         let numeric_as_string = caps.numeric_as_string != Some(false);
         match client
             .start_logical(
@@ -446,8 +463,9 @@ async fn poll_lag(config: Config, pending_since: Arc<AtomicU64>, stop: Cancellat
             metrics::gauge!(m::REPLICATION_LAG_SECONDS).set((unix_now() - pending).max(0.0));
         }
         if sql.as_ref().is_none_or(|c| c.is_closed()) {
-            let pg = config.source_url.pg_config();
-            sql = slot::connect_sql(pg, &target, CONNECT_TIMEOUT).await.ok();
+            sql = slot::connect_sql(&config.source_url, &target, CONNECT_TIMEOUT)
+                .await
+                .ok();
         }
         let Some(client) = sql.as_ref() else {
             continue;

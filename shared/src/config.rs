@@ -96,15 +96,62 @@ fn redact_parameters(text: &str) -> String {
     out
 }
 
+/// libpq's `sslmode`: whether to use TLS and what to verify.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it, without verifying the certificate (libpq's default).
+    #[default]
+    Prefer,
+    /// TLS or nothing; the certificate is verified against `sslrootcert` when one is given (as
+    /// libpq does), not otherwise.
+    Require,
+    /// TLS, the certificate signed by a trusted CA (`sslrootcert`, else the system's).
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate names the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// The TLS parameters of a PostgreSQL URL, as libpq spells them (`sslmode`, `sslrootcert`,
+/// `sslcert`, `sslkey`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PgTls {
+    pub mode: SslMode,
+    /// PEM file of the CA certificates to trust.
+    pub root_cert: Option<std::path::PathBuf>,
+    /// PEM client certificate and its PKCS#8 PEM key, for certificate authentication.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
 /// A PostgreSQL URL. Parsed once into a connection config; `Debug`/`Display` never show the password.
 #[derive(Clone)]
 pub struct PgUrl {
     config: tokio_postgres::Config,
+    tls: PgTls,
 }
 
 impl PgUrl {
     pub fn pg_config(&self) -> &tokio_postgres::Config {
         &self.config
+    }
+
+    /// The URL's TLS parameters.
+    pub fn tls(&self) -> &PgTls {
+        &self.tls
     }
 
     /// `host:port/database` for logs and messages.
@@ -132,7 +179,8 @@ impl FromStr for PgUrl {
         if !(s.starts_with("postgres://") || s.starts_with("postgresql://")) {
             return Err("expected a URL starting with postgres:// or postgresql://".to_owned());
         }
-        let config: tokio_postgres::Config = s
+        let (rest, tls) = split_tls(s)?;
+        let config: tokio_postgres::Config = rest
             .parse()
             .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
         if config.get_user().is_none() {
@@ -141,8 +189,83 @@ impl FromStr for PgUrl {
         if config.get_hosts().is_empty() {
             return Err("the URL names no host".to_owned());
         }
-        Ok(PgUrl { config })
+        Ok(PgUrl { config, tls })
     }
+}
+
+/// Takes libpq's TLS parameters out of a URL's query (tokio-postgres knows `sslmode` only up to
+/// `require`, and no certificate files): the URL for tokio-postgres, with `sslmode` mapped to what
+/// it knows (`verify-*` → `require`), and the parameters themselves.
+fn split_tls(url: &str) -> Result<(String, PgTls), String> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, q),
+        None => return Ok((url.to_owned(), PgTls::default())),
+    };
+    let mut tls = PgTls::default();
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = percent_decode(value);
+        match key {
+            "sslmode" => {
+                tls.mode = match decoded.as_str() {
+                    "disable" => SslMode::Disable,
+                    "allow" | "prefer" => SslMode::Prefer,
+                    "require" => SslMode::Require,
+                    "verify-ca" => SslMode::VerifyCa,
+                    "verify-full" => SslMode::VerifyFull,
+                    other => {
+                        return Err(format!(
+                            "sslmode: {other:?} is not one of disable, prefer, require, verify-ca, verify-full"
+                        ))
+                    }
+                };
+                let known = match tls.mode {
+                    SslMode::Disable => "disable",
+                    SslMode::Prefer => "prefer",
+                    _ => "require",
+                };
+                kept.push(format!("sslmode={known}"));
+            }
+            "sslrootcert" => tls.root_cert = Some(decoded.into()),
+            "sslcert" => tls.cert = Some(decoded.into()),
+            "sslkey" => tls.key = Some(decoded.into()),
+            _ => kept.push(pair.to_owned()),
+        }
+    }
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err(
+            "sslcert and sslkey: give both (a client certificate and its key) or neither"
+                .to_owned(),
+        );
+    }
+    let rest = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((rest, tls))
+}
+
+/// `%XX` escapes of a URL query value decoded (`+` stays: libpq does not read it as a space).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl fmt::Debug for PgUrl {
@@ -160,6 +283,33 @@ impl fmt::Display for PgUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_parameters_are_read_as_libpq_spells_them() {
+        let url: PgUrl = "postgres://u:p@h:5433/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x"
+            .parse()
+            .unwrap();
+        assert_eq!(url.tls().mode, SslMode::VerifyFull);
+        assert_eq!(
+            url.tls().root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(url.pg_config().get_application_name(), Some("x"));
+        assert_eq!(
+            url.pg_config().get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        let plain: PgUrl = "postgres://u@h/db".parse().unwrap();
+        assert_eq!(plain.tls().mode, SslMode::Prefer);
+        let err = "postgres://u@h/db?sslmode=maybe"
+            .parse::<PgUrl>()
+            .unwrap_err();
+        assert!(err.contains("sslmode"), "{err}");
+        let err = "postgres://u@h/db?sslcert=/c.pem"
+            .parse::<PgUrl>()
+            .unwrap_err();
+        assert!(err.contains("sslkey"), "{err}");
+    }
 
     #[test]
     fn secrets_are_redacted_wherever_a_url_is_quoted() {

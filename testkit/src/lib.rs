@@ -387,11 +387,16 @@ pub async fn drop_slot(server_url: &str, slot: &str) {
 
 /// A TCP proxy on loopback in front of a service, to make it unreachable and reachable again while
 /// the processes under test keep their configuration: [`TcpProxy::stop`] closes the port and cuts
-/// every connection, [`TcpProxy::resume`] listens again on the same port.
+/// every connection, [`TcpProxy::resume`] listens again on the same port, [`TcpProxy::freeze`]
+/// makes the connections open so far half-open (kept, but nothing passes either way any more, like
+/// a peer that vanished without a FIN or RST) while new connections work.
 pub struct TcpProxy {
     pub port: u16,
     upstream: String,
     tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// Connections numbered below this pass nothing.
+    frozen_below: std::sync::Arc<AtomicU32>,
+    next: std::sync::Arc<AtomicU32>,
 }
 
 impl TcpProxy {
@@ -401,6 +406,8 @@ impl TcpProxy {
             port: stable_free_port(),
             upstream: upstream.to_owned(),
             tasks: Default::default(),
+            frozen_below: Default::default(),
+            next: Default::default(),
         };
         proxy.resume().await;
         proxy
@@ -413,12 +420,21 @@ impl TcpProxy {
             .unwrap_or_else(|e| panic!("proxy cannot listen on {}: {e}", self.port));
         let upstream = self.upstream.clone();
         let tasks = self.tasks.clone();
+        let frozen_below = self.frozen_below.clone();
+        let next = self.next.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
+                let id = next.fetch_add(1, Ordering::SeqCst);
+                let frozen_below = frozen_below.clone();
                 let conn = tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    if let Ok(server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let (cr, cw) = client.into_split();
+                        let (sr, sw) = server.into_split();
+                        let frozen = move || frozen_below.load(Ordering::SeqCst) > id;
+                        let up = forward(cr, sw, frozen.clone());
+                        let down = forward(sr, cw, frozen);
+                        let _ = tokio::join!(up, down);
                     }
                 });
                 tasks.lock().unwrap().push(conn.abort_handle());
@@ -431,6 +447,42 @@ impl TcpProxy {
     pub fn stop(&self) {
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
+        }
+    }
+
+    /// Every connection open so far stops passing bytes, and stays open: half-open, as when the
+    /// network between the two ends fails silently. New connections pass.
+    pub fn freeze(&self) {
+        self.frozen_below
+            .store(self.next.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either ends, or forever holding what it read once `frozen` says so.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: impl Fn() -> bool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                if !frozen() {
+                    let _ = to.shutdown().await;
+                    return;
+                }
+                0
+            }
+            Ok(n) => n,
+        };
+        if frozen() {
+            // Swallow everything and never answer: the connection is still up for both ends.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
         }
     }
 }

@@ -9,11 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use postgres_protocol::authentication::sasl::{self, ScramSha256};
 use postgres_protocol::message::{backend, frontend};
+use shared::config::{PgUrl, SslMode};
 use shared::Lsn;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 
 use super::stream::{ReplicationMessage, ReplicationStream, StandbyStatus, PINNED_SETTINGS};
+use super::tls;
 use crate::error::CdcError;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -36,21 +38,25 @@ pub struct PgReplicationClient {
     write_buf: BytesMut,
     target: String,
     streaming: bool,
+    /// The connection is TLS: a password may be sent in clear text.
+    encrypted: bool,
+    /// `tls-server-end-point` channel-binding data of the TLS connection (SCRAM-SHA-256-PLUS).
+    channel_binding: Option<Vec<u8>>,
+    /// How long the stream may stay silent before the connection counts as dead (see
+    /// [`PgReplicationClient::set_idle_timeout`]).
+    idle_timeout: Option<Duration>,
+    /// When the server last sent bytes. The silence is measured from here, not per read: the
+    /// pump drops a pending read whenever another event wins its loop.
+    last_heard: tokio::time::Instant,
 }
 
 impl PgReplicationClient {
-    /// Opens a `replication=database` connection and authenticates.
-    pub async fn connect(
-        config: &tokio_postgres::Config,
-        target: &str,
-        timeout: Duration,
-    ) -> Result<Self, CdcError> {
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(CdcError::Auth(
-                "sslmode=require is not supported by cdc's replication client yet; use a TLS-terminating proxy or a trusted network".to_owned(),
-            ));
-        }
-        let io = tokio::time::timeout(timeout, open(config, target))
+    /// Opens a `replication=database` connection (TLS as the URL's `sslmode` says) and
+    /// authenticates. The URL's `connect_timeout` overrides `timeout`.
+    pub async fn connect(url: &PgUrl, target: &str, timeout: Duration) -> Result<Self, CdcError> {
+        let config = url.pg_config();
+        let timeout = config.get_connect_timeout().copied().unwrap_or(timeout);
+        let opened = tokio::time::timeout(timeout, open(url, target))
             .await
             .map_err(|_| CdcError::SourceUnreachable {
                 target: target.to_owned(),
@@ -60,11 +66,15 @@ impl PgReplicationClient {
                 ),
             })??;
         let mut client = PgReplicationClient {
-            io,
+            io: opened.io,
             read_buf: BytesMut::with_capacity(64 * 1024),
             write_buf: BytesMut::with_capacity(1024),
             target: target.to_owned(),
             streaming: false,
+            encrypted: opened.encrypted,
+            channel_binding: opened.channel_binding,
+            idle_timeout: None,
+            last_heard: tokio::time::Instant::now(),
         };
         tokio::time::timeout(timeout, client.startup(config))
             .await
@@ -97,6 +107,10 @@ impl PgReplicationClient {
             match self.read_backend().await? {
                 backend::Message::AuthenticationOk => break,
                 backend::Message::AuthenticationCleartextPassword => {
+                    if !self.encrypted {
+                        // A man in the middle could ask for it to learn the password.
+                        return Err(CdcError::Auth("the server asks for the password in clear text over an unencrypted connection, which cdc refuses: use TLS (sslmode=require or verify-full) or scram-sha-256 authentication".into()));
+                    }
                     let pw = password.ok_or_else(|| CdcError::Auth("the server asks for a password and the URL has none".into()))?;
                     frontend::password_message(pw, &mut self.write_buf).map_err(protocol)?;
                     self.flush().await?;
@@ -146,16 +160,33 @@ impl PgReplicationClient {
     ) -> Result<(), CdcError> {
         let mut mechanisms = body.mechanisms();
         let mut has_scram = false;
+        let mut has_plus = false;
         while let Some(m) =
             fallible_iterator::FallibleIterator::next(&mut mechanisms).map_err(protocol)?
         {
             has_scram |= m == sasl::SCRAM_SHA_256;
+            has_plus |= m == sasl::SCRAM_SHA_256_PLUS;
         }
-        if !has_scram {
-            return Err(CdcError::Auth("the server offers no SASL mechanism cdc supports (SCRAM-SHA-256 without channel binding)".into()));
-        }
-        let mut scram = ScramSha256::new(password, sasl::ChannelBinding::unsupported());
-        frontend::sasl_initial_response(sasl::SCRAM_SHA_256, scram.message(), &mut self.write_buf)
+        // With TLS, bind the authentication to the TLS connection when the server can: a man in the
+        // middle terminating TLS cannot relay it.
+        let (mechanism, binding) = match (&self.channel_binding, has_plus) {
+            (Some(data), true) => (
+                sasl::SCRAM_SHA_256_PLUS,
+                sasl::ChannelBinding::tls_server_end_point(data.clone()),
+            ),
+            (Some(_), false) if has_scram => {
+                (sasl::SCRAM_SHA_256, sasl::ChannelBinding::unrequested())
+            }
+            (None, _) if has_scram => (sasl::SCRAM_SHA_256, sasl::ChannelBinding::unsupported()),
+            _ => {
+                return Err(CdcError::Auth(
+                    "the server offers no SASL mechanism cdc supports (SCRAM-SHA-256, SCRAM-SHA-256-PLUS)"
+                        .into(),
+                ))
+            }
+        };
+        let mut scram = ScramSha256::new(password, binding);
+        frontend::sasl_initial_response(mechanism, scram.message(), &mut self.write_buf)
             .map_err(protocol)?;
         self.flush().await?;
         match self.read_backend().await? {
@@ -244,6 +275,7 @@ impl PgReplicationClient {
                 "the server closed the connection",
             )));
         }
+        self.last_heard = tokio::time::Instant::now();
         Ok(())
     }
 
@@ -312,10 +344,35 @@ pub enum ServerErrorOr {
     Other(CdcError),
 }
 
+impl PgReplicationClient {
+    /// Counts the connection as dead when the stream stays silent for `timeout` (about twice the
+    /// server's `wal_sender_timeout`; cdc's status reports ask the server for a reply, so a live
+    /// server always says something sooner): a half-open connection is dropped and reconnected
+    /// instead of hanging until the kernel gives up (~15 minutes). None: no limit.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.idle_timeout = timeout;
+    }
+
+    async fn read_frame_within(&mut self) -> Result<(u8, Bytes), CdcError> {
+        let Some(limit) = self.idle_timeout else {
+            return self.read_frame().await;
+        };
+        match tokio::time::timeout_at(self.last_heard + limit, self.read_frame()).await {
+            Ok(frame) => frame,
+            Err(_) => Err(self.unreachable(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no message from the server in {limit:?} (about twice wal_sender_timeout): the connection is dead; reconnecting"
+                ),
+            ))),
+        }
+    }
+}
+
 impl ReplicationStream for PgReplicationClient {
     async fn recv(&mut self) -> Result<Option<ReplicationMessage>, CdcError> {
         loop {
-            let (tag, mut body) = self.read_frame().await?;
+            let (tag, mut body) = self.read_frame_within().await?;
             match tag {
                 b'd' => {
                     if body.is_empty() {
@@ -409,30 +466,46 @@ impl ReplicationStream for PgReplicationClient {
     }
 }
 
-async fn open(config: &tokio_postgres::Config, target: &str) -> Result<Box<dyn Io>, CdcError> {
+/// A connection opened: its stream, and what TLS it has.
+struct Opened {
+    io: Box<dyn Io>,
+    encrypted: bool,
+    channel_binding: Option<Vec<u8>>,
+}
+
+/// PostgreSQL's SSLRequest code.
+const SSL_REQUEST: i32 = 80_877_103;
+
+async fn open(url: &PgUrl, target: &str) -> Result<Opened, CdcError> {
+    let config = url.pg_config();
     let ports = config.get_ports();
     let mut last = None;
     for (i, host) in config.get_hosts().iter().enumerate() {
         let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        let attempt: std::io::Result<Box<dyn Io>> = match host {
+        match host {
             Host::Tcp(h) => match tokio::net::TcpStream::connect((h.as_str(), port)).await {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
-                    Ok(Box::new(s))
+                    set_keepalive(&s, config);
+                    return negotiate_tls(s, h, url, target).await;
                 }
-                Err(e) => Err(e),
+                Err(e) => last = Some(e),
             },
             #[cfg(unix)]
             Host::Unix(dir) => {
+                // No TLS over a Unix socket (libpq does the same).
                 let path = dir.join(format!(".s.PGSQL.{port}"));
-                tokio::net::UnixStream::connect(path)
-                    .await
-                    .map(|s| Box::new(s) as Box<dyn Io>)
+                match tokio::net::UnixStream::connect(path).await {
+                    Ok(s) => {
+                        return Ok(Opened {
+                            io: Box::new(s),
+                            encrypted: false,
+                            channel_binding: None,
+                        })
+                    }
+                    Err(e) => last = Some(e),
+                }
             }
-        };
-        match attempt {
-            Ok(io) => return Ok(io),
-            Err(e) => last = Some(e),
         }
     }
     Err(CdcError::SourceUnreachable {
@@ -440,6 +513,89 @@ async fn open(config: &tokio_postgres::Config, target: &str) -> Result<Box<dyn I
         source: last.unwrap_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no host to connect to")
         }),
+    })
+}
+
+/// TCP keepalives as the URL says (`keepalives`, `keepalives_idle`, `keepalives_interval`,
+/// `keepalives_retries`) and `tcp_user_timeout`, on the replication connection's socket.
+fn set_keepalive(stream: &tokio::net::TcpStream, config: &tokio_postgres::Config) {
+    let socket = socket2::SockRef::from(stream);
+    if config.get_keepalives() {
+        let mut keepalive = socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
+        if let Some(interval) = config.get_keepalives_interval() {
+            keepalive = keepalive.with_interval(interval);
+        }
+        if let Some(retries) = config.get_keepalives_retries() {
+            keepalive = keepalive.with_retries(retries);
+        }
+        if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
+            tracing::debug!(error = %e, "cannot set TCP keepalives on the replication connection");
+        }
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(timeout) = config.get_tcp_user_timeout() {
+        if let Err(e) = socket.set_tcp_user_timeout(Some(*timeout)) {
+            tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT on the replication connection");
+        }
+    }
+}
+
+/// SSLRequest, then the TLS handshake when the server accepts, as `sslmode` asks.
+async fn negotiate_tls(
+    mut stream: tokio::net::TcpStream,
+    host: &str,
+    url: &PgUrl,
+    target: &str,
+) -> Result<Opened, CdcError> {
+    let settings = url.tls();
+    let plain = |stream: tokio::net::TcpStream| Opened {
+        io: Box::new(stream),
+        encrypted: false,
+        channel_binding: None,
+    };
+    if settings.mode == SslMode::Disable {
+        return Ok(plain(stream));
+    }
+    let unreachable = |source: std::io::Error| CdcError::SourceUnreachable {
+        target: target.to_owned(),
+        source,
+    };
+    let mut request = [0u8; 8];
+    request[..4].copy_from_slice(&8i32.to_be_bytes());
+    request[4..].copy_from_slice(&SSL_REQUEST.to_be_bytes());
+    stream.write_all(&request).await.map_err(unreachable)?;
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await.map_err(unreachable)?;
+    match answer[0] {
+        b'S' => {}
+        b'N' if settings.mode == SslMode::Prefer => return Ok(plain(stream)),
+        b'N' => {
+            return Err(tls::invalid(
+                "sslmode",
+                format!(
+                    "the source does not accept TLS connections, and sslmode={} requires one",
+                    settings.mode.as_str()
+                ),
+            ))
+        }
+        other => {
+            return Err(CdcError::Protocol(format!(
+                "unexpected answer {:?} to the TLS request",
+                other as char
+            )))
+        }
+    }
+    let connector = tokio_native_tls::TlsConnector::from(tls::connector(settings)?);
+    let stream = connector.connect(host, stream).await.map_err(|e| {
+        tls::handshake_error(settings, &e).unwrap_or_else(|| {
+            unreachable(std::io::Error::other(format!("TLS handshake failed: {e}")))
+        })
+    })?;
+    let channel_binding = stream.get_ref().tls_server_end_point().ok().flatten();
+    Ok(Opened {
+        io: Box::new(stream),
+        encrypted: true,
+        channel_binding,
     })
 }
 

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod slot;
 pub mod stream;
+pub mod tls;
 pub mod wal2json;
 
 use std::future::Future;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use shared::Lsn;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::error::CdcError;
 
@@ -26,19 +26,22 @@ pub struct Preflight {
 
 /// Connects with a plain SQL session.
 pub async fn connect_sql(
-    config: &tokio_postgres::Config,
+    url: &shared::config::PgUrl,
     target: &str,
     timeout: Duration,
 ) -> Result<Client, CdcError> {
-    let mut config = config.clone();
-    config.connect_timeout(timeout);
+    let mut config = url.pg_config().clone();
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(timeout);
+    }
     if config.get_application_name().is_none() {
         config.application_name("cascade-cdc");
     }
+    let tls = super::tls::make_tls_connect(url.tls())?;
     let (client, connection) = config
-        .connect(NoTls)
+        .connect(tls)
         .await
-        .map_err(|source| classify_connect(source, target))?;
+        .map_err(|source| classify_connect(source, target, url.tls()))?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "sql connection to the source ended");
@@ -47,7 +50,38 @@ pub async fn connect_sql(
     Ok(client)
 }
 
-fn classify_connect(source: tokio_postgres::Error, target: &str) -> CdcError {
+fn classify_connect(
+    source: tokio_postgres::Error,
+    target: &str,
+    tls: &shared::config::PgTls,
+) -> CdcError {
+    // tokio-postgres reports TLS failures in its message; the configuration's fault stops cdc.
+    let text = shared::service::error_chain(&source);
+    if text.contains("TLS") || text.contains("certificate") {
+        if text.contains("server does not support TLS") {
+            return super::tls::invalid(
+                "sslmode",
+                format!(
+                    "the source does not accept TLS connections, and sslmode={} requires one",
+                    tls.mode.as_str()
+                ),
+            );
+        }
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("certificate") || lower.contains("verify") || lower.contains("hostname") {
+            return super::tls::invalid(
+                if tls.root_cert.is_some() {
+                    "sslrootcert/sslmode"
+                } else {
+                    "sslmode"
+                },
+                format!(
+                    "the source's TLS certificate is not accepted with sslmode={}: {text}",
+                    tls.mode.as_str()
+                ),
+            );
+        }
+    }
     if let Some(db) = source.as_db_error() {
         let code = db.code().code();
         if code == "28P01" || code == "28000" {

@@ -92,12 +92,7 @@ impl SnapshotArgs {
 
 pub async fn run(args: SnapshotArgs, table: TableName) -> Result<(), CdcError> {
     let target = args.source_url.target();
-    let sql = connect_sql(
-        args.source_url.pg_config(),
-        &target,
-        Duration::from_secs(10),
-    )
-    .await?;
+    let sql = connect_sql(&args.source_url, &target, Duration::from_secs(10)).await?;
     reader::pin_settings(&sql).await?;
     let refuse = |reason: String| CdcError::Snapshot(reason);
     let shape = reader::shape(&sql, &table)

@@ -25,7 +25,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the runner needs to know.
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
-    pub pg: tokio_postgres::Config,
+    pub source: crate::config::SourceUrl,
     pub target: String,
     pub slot: String,
     pub chunk_rows: usize,
@@ -108,8 +108,12 @@ impl Runner {
     }
 
     async fn session(&mut self) -> Result<(), CdcError> {
-        let sql =
-            slot::connect_sql(&self.settings.pg, &self.settings.target, CONNECT_TIMEOUT).await?;
+        let sql = slot::connect_sql(
+            &self.settings.source,
+            &self.settings.target,
+            CONNECT_TIMEOUT,
+        )
+        .await?;
         reader::pin_settings(&sql).await?;
         if !signal::exists(&sql).await? {
             tracing::info!("no cascade.snapshot_requests table on the source: on-demand snapshots are off (cdc setup --apply creates it)");

@@ -260,12 +260,7 @@ fn for_column(col: &SourceColumn, sample: &[String]) -> Option<Suggestion> {
 /// Runs the scan and prints the suggested section on standard output.
 pub async fn run(args: SuggestArgs) -> Result<(), CdcError> {
     let target = args.source_url.target();
-    let client = connect_sql(
-        args.source_url.pg_config(),
-        &target,
-        Duration::from_secs(10),
-    )
-    .await?;
+    let client = connect_sql(&args.source_url, &target, Duration::from_secs(10)).await?;
     let query = |context| move |source| CdcError::SourceQuery { context, source };
     let rows = client
         .query(

@@ -258,7 +258,8 @@ async fn oversized_event_stops_cdc_and_is_never_skipped() {
     reader.read_until(
         Duration::from_secs(30),
         "the oversized insert after raising the limit",
-        |m| row_changes(m) == 1,
+        // At least once: the initial snapshot may copy the row as well as stream it.
+        |m| row_changes(m) >= 1,
     );
     assert_eq!(cdc.terminate(Duration::from_secs(30)), 0);
     testkit::drop_slot(&s.source_url, &slot).await;

@@ -2,6 +2,7 @@
 //! Integration tests of `cdc` against the real local services (`scripts/services.sh up`).
 
 mod capture;
+mod connections;
 mod crash;
 mod failures;
 mod lag;
