@@ -115,6 +115,10 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// librdkafka properties for every Kafka client (TLS, SASL, tuning).
+    #[command(flatten)]
+    pub kafka: shared::kafka::KafkaArgs,
 }
 
 pub use shared::config::ConfigError;
@@ -226,7 +230,7 @@ impl Config {
                 "must be at most 5s",
             ));
         }
-        Ok(())
+        self.kafka.check()
     }
 
     /// The topic of a shard: `<prefix>.<shard>`.

@@ -79,6 +79,7 @@ async fn serve(
                     })?;
             let queue = crate::dead_letter::KafkaDeadLetters::connect(
                 &config.kafka_brokers,
+                &config.kafka,
                 &topic,
                 &config.group_id(),
                 i32::try_from(partitions).unwrap_or(i32::MAX),
@@ -194,7 +195,8 @@ fn create_consumer(
         revoke_timeout: config.shutdown_timeout,
         health,
     };
-    let consumer: RouterConsumer = ClientConfig::new()
+    let mut settings = ClientConfig::new();
+    settings
         .set("bootstrap.servers", &config.kafka_brokers)
         .set("group.id", config.group_id())
         .set(
@@ -214,7 +216,10 @@ fn create_consumer(
         .set("heartbeat.interval.ms", "2000")
         // Bound the prefetch: what a stalled partition buffers before it stops fetching.
         .set("queued.max.messages.kbytes", "16384")
-        .set("statistics.interval.ms", "5000")
+        .set("statistics.interval.ms", "5000");
+    let consumer: RouterConsumer = config
+        .kafka
+        .apply(&mut settings)
         .create_with_context(context)
         .map_err(|source| RouterError::Kafka {
             context: "cannot create the consumer".into(),

@@ -87,6 +87,10 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// librdkafka properties for every Kafka client (TLS, SASL, tuning).
+    #[command(flatten)]
+    pub kafka: shared::kafka::KafkaArgs,
 }
 
 /// What a partition does at an event it cannot apply.
@@ -159,7 +163,8 @@ impl Config {
                 "must be longer than zero",
             ));
         }
-        Ok(())
+        crate::replica::tls::check_files(&self.replica_url)?;
+        self.kafka.check()
     }
 
     /// Reads the routing file (if any) and checks it defines `--shard`.

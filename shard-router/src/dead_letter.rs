@@ -27,6 +27,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use shared::kafka::KafkaArgs;
 
 use crate::error::RouterError;
 
@@ -136,6 +137,7 @@ pub trait DeadLetterQueue: Send + Sync + 'static {
 pub struct KafkaDeadLetters {
     producer: FutureProducer,
     brokers: String,
+    options: KafkaArgs,
     source_topic: String,
     topic: String,
     group: String,
@@ -153,24 +155,28 @@ impl KafkaDeadLetters {
     /// the DLQ's count when it already exists with another).
     pub async fn connect(
         brokers: &str,
+        options: &KafkaArgs,
         source_topic: &str,
         group: &str,
         partitions: i32,
         replication_factor: i32,
     ) -> Result<Self, RouterError> {
         let topic = dlq_topic(source_topic);
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("client.id", format!("shard-router.dlq.{group}"))
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "30000")
+        let producer: FutureProducer = options
+            .apply(
+                ClientConfig::new()
+                    .set("bootstrap.servers", brokers)
+                    .set("client.id", format!("shard-router.dlq.{group}"))
+                    .set("enable.idempotence", "true")
+                    .set("acks", "all")
+                    .set("message.timeout.ms", "30000"),
+            )
             .create()
             .map_err(kafka("cannot create the dead-letter producer"))?;
         let mut partitions_now = topic_partitions(&producer, &topic).await?;
         if partitions_now == 0 {
-            let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-                .set("bootstrap.servers", brokers)
+            let admin: AdminClient<DefaultClientContext> = options
+                .apply(ClientConfig::new().set("bootstrap.servers", brokers))
                 .create()
                 .map_err(kafka("cannot create the admin client"))?;
             let new = NewTopic::new(
@@ -216,6 +222,7 @@ impl KafkaDeadLetters {
         Ok(KafkaDeadLetters {
             producer,
             brokers: brokers.to_owned(),
+            options: options.clone(),
             source_topic: source_topic.to_owned(),
             topic,
             group: group.to_owned(),
@@ -312,6 +319,7 @@ impl DeadLetterQueue for KafkaDeadLetters {
             .map_or(0, |a| a.offset + 1);
         let scan = Scan {
             brokers: self.brokers.clone(),
+            options: self.options.clone(),
             topic: self.topic.clone(),
             partition: dlq_partition,
             from,
@@ -379,6 +387,8 @@ impl Stored {
 /// Reads one DLQ partition from an offset to its end.
 pub struct Scan {
     pub brokers: String,
+    /// The user's librdkafka properties (`-X`).
+    pub options: KafkaArgs,
     pub topic: String,
     pub partition: i32,
     pub from: i64,
@@ -388,13 +398,17 @@ impl Scan {
     /// Every dead letter from `from` to the partition's end: at least up to the high watermark read
     /// when the scan began, and on until nothing more arrives for [`SCAN_IDLE`]. Blocking.
     pub fn run(&self) -> Result<Vec<Stored>, KafkaError> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", format!("{}.scan", self.topic))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .set("auto.offset.reset", "earliest")
+        let consumer: BaseConsumer = self
+            .options
+            .apply(
+                ClientConfig::new()
+                    .set("bootstrap.servers", &self.brokers)
+                    .set("group.id", format!("{}.scan", self.topic))
+                    .set("enable.auto.commit", "false")
+                    .set("enable.auto.offset.store", "false")
+                    .set("enable.partition.eof", "false")
+                    .set("auto.offset.reset", "earliest"),
+            )
             .create()?;
         let (low, high) =
             consumer.fetch_watermarks(&self.topic, self.partition, REQUEST_TIMEOUT)?;

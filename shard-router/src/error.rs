@@ -29,6 +29,9 @@ pub enum RouterError {
     /// The HTTP endpoint or the metrics recorder could not start.
     #[error(transparent)]
     Service(#[from] shared::service::ServiceError),
+    /// The configuration cannot work (a TLS failure connecting to the replica): exit 2.
+    #[error("the replica cannot be used as configured")]
+    Invalid(#[source] shared::service::Invalid),
     /// The replica's settings cannot be used (for example its collation name).
     #[error("replica catalog")]
     Catalog(#[from] crate::catalog::CatalogError),
@@ -151,6 +154,7 @@ impl RouterError {
             | RouterError::Gap { .. }
             | RouterError::Replay { .. }
             | RouterError::Service(_)
+            | RouterError::Invalid(_)
             | RouterError::Catalog(_) => false,
         }
     }
@@ -158,7 +162,9 @@ impl RouterError {
     /// A short, fixed label for the `router_errors_total{kind}` metric.
     pub fn kind(&self) -> &'static str {
         match self {
-            RouterError::Service(_) | RouterError::Catalog(_) => "startup",
+            RouterError::Service(_) | RouterError::Catalog(_) | RouterError::Invalid(_) => {
+                "startup"
+            }
             RouterError::Kafka { .. } => "kafka",
             RouterError::Replica { .. } if self.is_retryable() => "replica_unavailable",
             RouterError::Replica { .. } => "replica",

@@ -9,7 +9,12 @@ fn main() -> ExitCode {
         return shared::service::run(
             "shard-router replay-dlq",
             shared::telemetry::LogFormat::Text,
-            || Ok(args),
+            || {
+                shard_router::replica::tls::check_files(&args.replica_url)
+                    .and_then(|()| args.kafka.check())
+                    .map_err(Invalid::configuration)?;
+                Ok(args)
+            },
             shard_router::replay::run,
         );
     }

@@ -59,6 +59,10 @@ pub struct ReplayArgs {
     /// its frame) as discarded instead of leaving them open.
     #[arg(long)]
     pub discard: bool,
+
+    /// librdkafka properties for every Kafka client (TLS, SASL, tuning), as the router was given them.
+    #[command(flatten)]
+    pub kafka: shared::kafka::KafkaArgs,
 }
 
 impl ReplayArgs {
@@ -95,7 +99,7 @@ pub async fn run(args: ReplayArgs) -> Result<(), RouterError> {
     let dlq = dlq_topic(&topic);
     let replica = AnyReplica::connect(&args.replica_url, 2).await?;
     let applier = Applier::new(replica, topic.clone())?;
-    let letters = read_all(&args.kafka_brokers, &dlq).await?;
+    let letters = read_all(&args.kafka_brokers, &args.kafka, &dlq).await?;
     let mut summary = Summary::default();
     for letter in letters.into_iter().filter(|l| {
         l.source_topic == topic
@@ -163,11 +167,15 @@ fn row_change(letter: &Stored) -> Option<shared::RowChange> {
 }
 
 /// Every message of the DLQ, partition by partition.
-async fn read_all(brokers: &str, topic: &str) -> Result<Vec<Stored>, RouterError> {
-    let (brokers, name) = (brokers.to_owned(), topic.to_owned());
+async fn read_all(
+    brokers: &str,
+    options: &shared::kafka::KafkaArgs,
+    topic: &str,
+) -> Result<Vec<Stored>, RouterError> {
+    let (brokers, name, options) = (brokers.to_owned(), topic.to_owned(), options.clone());
     let read = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
+        let consumer: BaseConsumer = options
+            .apply(ClientConfig::new().set("bootstrap.servers", &brokers))
             .create()?;
         let metadata = consumer.fetch_metadata(Some(&name), std::time::Duration::from_secs(10))?;
         let partitions = metadata
@@ -179,6 +187,7 @@ async fn read_all(brokers: &str, topic: &str) -> Result<Vec<Stored>, RouterError
         for partition in 0..partitions {
             let scan = Scan {
                 brokers: brokers.clone(),
+                options: options.clone(),
                 topic: name.clone(),
                 partition,
                 from: 0,

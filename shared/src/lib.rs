@@ -6,6 +6,7 @@ pub mod change;
 pub mod codec;
 pub mod config;
 pub mod health;
+pub mod kafka;
 pub mod lsn;
 pub mod names;
 pub mod propagation;

@@ -33,6 +33,9 @@ pub struct Services {
     /// Prometheus started by the services script, and the directory of its file_sd target files.
     pub prometheus_url: String,
     pub prometheus_targets_dir: String,
+    /// The throwaway CA that signed the TLS certificates of the local PostgreSQL and MariaDB
+    /// servers (`CASCADE_CA_FILE`); empty when the services were started by an older script.
+    pub ca_file: String,
 }
 
 /// The repository root.
@@ -81,6 +84,7 @@ pub fn services() -> Services {
             .get("PROMETHEUS_TARGETS_DIR")
             .cloned()
             .unwrap_or_default(),
+        ca_file: vars.get("CASCADE_CA_FILE").cloned().unwrap_or_default(),
     }
 }
 
@@ -274,8 +278,19 @@ impl Drop for Process {
 
 /// Runs a binary to completion (for the failure cases) and returns (exit code, stderr).
 pub fn run_to_exit(bin: &Path, args: &[&str], timeout: Duration) -> (i32, String) {
+    run_to_exit_env(bin, args, &[], timeout)
+}
+
+/// [`run_to_exit`] with extra environment variables.
+pub fn run_to_exit_env(
+    bin: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    timeout: Duration,
+) -> (i32, String) {
     let mut child = Command::new(bin)
         .args(args)
+        .envs(envs.iter().copied())
         .env("RUST_LOG", "warn")
         .env("LOG_FORMAT", "text")
         .env("NO_COLOR", "1")

@@ -34,7 +34,8 @@ pub(crate) fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> Cd
     move |source| CdcError::Kafka { context, source }
 }
 
-/// librdkafka settings shared by the producer and the admin client.
+/// librdkafka settings shared by every client; each adds its own, then the user's `-X` properties
+/// (`config.kafka.apply`) last.
 pub(crate) fn client_config(config: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.kafka_brokers)
@@ -54,7 +55,8 @@ impl KafkaSink {
         timeout: Duration,
     ) -> Result<Self, CdcError> {
         let queue_messages = (config.max_in_flight * 2).clamp(1000, 10_000_000);
-        let producer: FutureProducer = client_config(config)
+        let mut settings = client_config(config);
+        settings
             .set("enable.idempotence", "true")
             // A message that fails after later ones of its partition were written would leave a gap
             // in a frame; with this librdkafka raises a fatal error instead, and the session restarts
@@ -74,7 +76,10 @@ impl KafkaSink {
             )
             .set("queue.buffering.max.messages", queue_messages.to_string())
             // Bounds the producer's memory (with --max-in-flight bounding the message count).
-            .set("queue.buffering.max.kbytes", "32768")
+            .set("queue.buffering.max.kbytes", "32768");
+        let producer: FutureProducer = config
+            .kafka
+            .apply(&mut settings)
             .create()
             .map_err(kafka("cannot create the producer"))?;
         let mut partitions = Vec::with_capacity(topics.len());
@@ -266,7 +271,9 @@ pub(crate) async fn ensure_topic(
         }
         return Ok(n);
     }
-    let admin: AdminClient<DefaultClientContext> = client_config(config)
+    let admin: AdminClient<DefaultClientContext> = config
+        .kafka
+        .apply(&mut client_config(config))
         .create()
         .map_err(kafka("cannot create the admin client"))?;
     let mut new = NewTopic::new(

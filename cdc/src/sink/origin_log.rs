@@ -24,10 +24,14 @@ pub struct OriginLog {
 impl OriginLog {
     /// Makes sure the topic exists (one partition, compacted).
     pub async fn open(config: &Config, timeout: Duration) -> Result<Self, CdcError> {
-        let producer: FutureProducer = client_config(config)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", timeout.as_millis().to_string())
+        let producer: FutureProducer = config
+            .kafka
+            .apply(
+                client_config(config)
+                    .set("enable.idempotence", "true")
+                    .set("acks", "all")
+                    .set("message.timeout.ms", timeout.as_millis().to_string()),
+            )
             .create()
             .map_err(kafka("cannot create the origin record producer"))?;
         let topic = crate::origin::topic(&config.topic_prefix);
@@ -85,10 +89,14 @@ fn read_blocking(
     slot: &str,
     timeout: Duration,
 ) -> Result<Option<OriginRecord>, CdcError> {
-    let consumer: BaseConsumer = client_config(config)
-        .set("group.id", "cascade-cdc-origin-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
+    let consumer: BaseConsumer = config
+        .kafka
+        .apply(
+            client_config(config)
+                .set("group.id", "cascade-cdc-origin-reader")
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false"),
+        )
         .create()
         .map_err(kafka("cannot create the origin record reader"))?;
     let (low, high) = consumer

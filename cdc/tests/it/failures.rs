@@ -47,6 +47,43 @@ fn bad_url_names_the_flag() {
 }
 
 #[test]
+fn kafka_properties_that_are_malformed_or_rejected_exit_2_naming_them() {
+    let url = "postgres://u:x@127.0.0.1:1/db";
+    let (code, err) = run_cdc(
+        url,
+        "127.0.0.1:1",
+        &["-X", "linger.ms"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("-X") && err.contains("key=value"), "{err}");
+    let (code, err) = run_cdc(
+        url,
+        "127.0.0.1:1",
+        &["-X", "ssl.no.such.thing=1"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("\"ssl.no.such.thing\""), "{err}");
+    // The variable, and a value librdkafka refuses; a secret value is never printed.
+    let (code, err) = testkit::run_to_exit_env(
+        std::path::Path::new(env!("CARGO_BIN_EXE_cdc")),
+        &["--source-url", url, "--kafka-brokers", "127.0.0.1:1"],
+        &[(
+            "KAFKA_OPTIONS",
+            "security.protocol=SASL_SSL,sasl.mechanisms=NOT-A-MECHANISM,sasl.password=pa55word",
+        )],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("KAFKA_OPTIONS") && err.contains("sasl.mechanisms"),
+        "{err}"
+    );
+    assert!(!err.contains("pa55word"), "the password was printed: {err}");
+}
+
+#[test]
 fn unreachable_host_gives_up_after_the_retry_budget() {
     let port = free_port(); // nothing listens there
     let url = format!("postgres://postgres:x@127.0.0.1:{port}/db");

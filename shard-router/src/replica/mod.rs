@@ -18,6 +18,7 @@ mod exec;
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
+pub mod tls;
 
 use std::future::Future;
 use std::time::Duration;
@@ -185,14 +186,18 @@ pub enum AnyReplica {
 impl AnyReplica {
     /// Opens a pool of at most `connections` connections, checks the replica answers and creates the
     /// bookkeeping tables if missing.
+    /// A TLS failure is a configuration error ([`tls`]), not retryable.
     pub async fn connect(url: &ReplicaUrl, connections: u32) -> Result<Self, RouterError> {
-        Ok(match url.dialect {
-            Dialect::MySql => AnyReplica::MySql(MySqlReplica::connect(url, connections).await?),
-            Dialect::Sqlite => AnyReplica::Sqlite(SqliteReplica::connect(url).await?),
-            Dialect::Postgres => {
-                AnyReplica::Postgres(PostgresReplica::connect(url, connections).await?)
-            }
-        })
+        let connected = match url.dialect {
+            Dialect::MySql => MySqlReplica::connect(url, connections)
+                .await
+                .map(AnyReplica::MySql),
+            Dialect::Sqlite => SqliteReplica::connect(url).await.map(AnyReplica::Sqlite),
+            Dialect::Postgres => PostgresReplica::connect(url, connections)
+                .await
+                .map(AnyReplica::Postgres),
+        };
+        connected.map_err(|e| tls::refused(url, e))
     }
 }
 

@@ -30,6 +30,7 @@ fn help_lists_every_flag_with_its_env_var_and_default() {
         ("--log-format", "LOG_FORMAT"),
         ("--on-error", "ROUTER_ON_ERROR"),
         ("--dlq-replication-factor", "ROUTER_DLQ_REPLICATION_FACTOR"),
+        ("--kafka-options", "KAFKA_OPTIONS"),
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
         assert!(
@@ -37,6 +38,7 @@ fn help_lists_every_flag_with_its_env_var_and_default() {
             "--help lacks {env}:\n{help}"
         );
     }
+    assert!(help.contains("-X <KEY=VALUE>"), "--help lacks -X:\n{help}");
     assert!(help.contains("[default: main]"));
     assert!(help.contains("[default: 0.0.0.0:9101]"));
 }
@@ -184,4 +186,64 @@ fn invalid_routing_files_name_the_table_and_field_in_both_binaries() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("tables.\"public.users\".shard_key"), "{err}");
+}
+
+#[test]
+fn kafka_properties_that_are_malformed_or_rejected_exit_2_naming_them() {
+    let base = [
+        "--kafka-brokers",
+        "127.0.0.1:1",
+        "--replica-url",
+        "sqlite:///tmp/never-opened.db",
+        "--http-addr",
+        "127.0.0.1:0",
+    ];
+    let run = |extra: &[&str], envs: &[(&str, &str)]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        testkit::run_to_exit_env(router(), &args, envs, Duration::from_secs(20))
+    };
+    let (code, err) = run(&["-X", "fetch.min.bytes"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("-X") && err.contains("key=value"), "{err}");
+    let (code, err) = run(
+        &["-X", "fetch.min.bytes=1", "-X", "no.such.property=x"],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("\"no.such.property\""), "{err}");
+    // A value librdkafka refuses, from the variable; the secret next to it is never printed.
+    let (code, err) = run(
+        &[],
+        &[(
+            "KAFKA_OPTIONS",
+            "security.protocol=SSL\nssl.ca.location=/nonexistent/ca.pem\nssl.key.password=pa55word",
+        )],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("KAFKA_OPTIONS") && err.contains("ssl.ca.location"),
+        "{err}"
+    );
+    assert!(!err.contains("pa55word"), "the password was printed: {err}");
+    // A property that carries the delivery guarantee is refused.
+    let (code, err) = run(&["-X", "enable.auto.commit=false"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("\"enable.auto.commit\""), "{err}");
+    // replay-dlq takes the same properties.
+    let (code, err) = testkit::run_to_exit(
+        router(),
+        &[
+            "replay-dlq",
+            "--kafka-brokers",
+            "127.0.0.1:1",
+            "--replica-url",
+            "sqlite:///tmp/never-opened.db",
+            "-X",
+            "oops",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("-X"), "{err}");
 }

@@ -13,5 +13,6 @@ mod schema;
 mod sharding;
 mod snapshot;
 mod support;
+mod tls;
 mod traces;
 mod transforms;

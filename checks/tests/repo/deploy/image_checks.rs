@@ -57,6 +57,24 @@ fn dockerfile_targets_run_the_binaries_on_their_ports_as_a_user() {
             );
         }
     }
+    // TLS links the system OpenSSL: its headers where the binaries are built, its library where
+    // they run.
+    let installs = |s: &super::dockerfile::Stage, package: &str| {
+        s.instructions.iter().any(|(k, v)| {
+            k == "RUN"
+                && v.contains("apt-get install")
+                && v.split_whitespace().any(|w| w == package)
+        })
+    };
+    assert!(
+        installs(build, "libssl-dev"),
+        "the build stage lacks libssl-dev"
+    );
+    let runtime = stage(&stages, "runtime").expect("a runtime stage");
+    assert!(
+        installs(runtime, "libssl3"),
+        "the runtime stage lacks libssl3"
+    );
     // The cargo build names the packages and binaries the targets copy.
     let (_, run) = build
         .instructions
