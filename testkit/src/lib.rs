@@ -88,6 +88,28 @@ pub fn services() -> Services {
     }
 }
 
+/// A CA of a test's own (made with the openssl CLI), which signed none of the services' certificates.
+pub fn throwaway_ca() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("other_ca"));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=not the cascade CA", "-keyout"])
+        .arg(dir.join("ca.key"))
+        .arg("-out")
+        .arg(dir.join("ca.pem"))
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("ca.pem")
+}
+
 /// A name unique to this test run: lowercase, safe as database, slot and topic name.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

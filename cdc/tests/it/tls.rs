@@ -5,41 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// The throwaway CA of the local TLS-enabled servers: `CASCADE_CA_FILE`, as scripts/services.sh
-/// writes it into target/services/env.
-fn ca_file() -> String {
-    if let Ok(path) = std::env::var("CASCADE_CA_FILE") {
-        return path;
-    }
-    let env = testkit::repo_root().join("target/services/env");
-    let text = std::fs::read_to_string(&env).expect("target/services/env (scripts/services.sh up)");
-    text.lines()
-        .find_map(|l| l.strip_prefix("export CASCADE_CA_FILE="))
-        .map(|v| v.trim_matches('\'').to_owned())
-        .expect("CASCADE_CA_FILE in target/services/env: the services do not speak TLS")
-}
-
-/// A CA of its own, which signed nothing the servers use.
-fn other_ca(dir: &std::path::Path) -> String {
-    let key = dir.join("other-ca.key");
-    let cert = dir.join("other-ca.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-        ])
-        .arg("/CN=not the cascade test CA")
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("run openssl");
-    assert!(status.success(), "openssl could not make a CA");
-    cert.display().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_streams_over_verified_tls_and_refuses_a_wrong_ca_at_once() {
     let s = services();
@@ -49,7 +14,11 @@ async fn cdc_streams_over_verified_tls_and_refuses_a_wrong_ca_at_once() {
     c.batch_execute("CREATE TABLE kv (k integer PRIMARY KEY, v text)")
         .await
         .unwrap();
-    let ca = ca_file();
+    assert!(
+        std::path::Path::new(&s.ca_file).is_file(),
+        "CASCADE_CA_FILE is not set or missing: run scripts/services.sh up again (it makes the CA)"
+    );
+    let ca = s.ca_file.clone();
     let verified = format!("{db_url}?sslmode=verify-full&sslrootcert={ca}");
     let slot = unique("cdc");
     let prefix = unique("tls");
@@ -88,11 +57,9 @@ async fn cdc_streams_over_verified_tls_and_refuses_a_wrong_ca_at_once() {
     testkit::drop_slot(&s.source_url, &slot).await;
 
     // A CA that did not sign the server's certificate: exit 2 at once, naming the parameter.
-    let dir = std::env::temp_dir().join(&name);
-    std::fs::create_dir_all(&dir).unwrap();
     let wrong = format!(
         "{db_url}?sslmode=verify-full&sslrootcert={}",
-        other_ca(&dir)
+        testkit::throwaway_ca().display()
     );
     let started = Instant::now();
     let (code, stderr) = run_cdc_to_exit(

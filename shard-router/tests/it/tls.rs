@@ -3,7 +3,6 @@
 //! certificates apply the changes, and the servers' own views show the routers' sessions encrypted; a
 //! certificate from another CA stops the router at once (exit 2), naming the parameter.
 
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -17,28 +16,6 @@ fn ca_file(s: &Services) -> &str {
         "CASCADE_CA_FILE is not set or missing: run scripts/services.sh up again (it makes the CA)"
     );
     &s.ca_file
-}
-
-/// A CA of the test's own, which signed none of the servers' certificates.
-fn other_ca() -> PathBuf {
-    let dir = std::env::temp_dir().join(unique("other_ca"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=not the cascade CA", "-keyout"])
-        .arg(dir.join("ca.key"))
-        .arg("-out")
-        .arg(dir.join("ca.pem"))
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.join("ca.pem")
 }
 
 async fn converge(source: &tokio_postgres::Client, target: &Target, table: &str, router: &Process) {
@@ -194,7 +171,7 @@ fn router_exit(s: &Services, replica_url: &str) -> (i32, String, Duration) {
 fn a_certificate_from_another_ca_stops_the_router_with_exit_2_naming_the_parameter() {
     let s = services();
     let _ = ca_file(&s);
-    let other = other_ca();
+    let other = testkit::throwaway_ca();
     let other = other.display();
 
     let url = format!(
