@@ -145,7 +145,7 @@ impl Runner {
                 }
                 continue;
             };
-            let Some(request) = signal::unfinished_one(&sql, &self.settings.slot, id).await? else {
+            let Some(request) = self.fetch(&sql, id).await? else {
                 self.queue.pop_front();
                 continue;
             };
@@ -166,6 +166,29 @@ impl Runner {
                 Err(Stop::Cancelled) => return Ok(()),
             }
         }
+    }
+
+    /// The request `id` if it is still to do. The stream can deliver a transaction a moment before
+    /// its rows are visible to other sessions (the commit record is flushed, and so decoded, before
+    /// the transaction leaves the server's proc array): a request not found yet is looked for again
+    /// for a few seconds before it counts as gone.
+    /// (Shutdown also ends the wait: the next session reads what is unfinished from the table.)
+    async fn fetch(&self, sql: &Client, id: i64) -> Result<Option<Request>, CdcError> {
+        for _ in 0..50 {
+            if let Some(request) = signal::unfinished_one(sql, &self.settings.slot, id).await? {
+                return Ok(Some(request));
+            }
+            if signal::exists_request(sql, id).await? {
+                // Done, failed, superseded, or another slot's.
+                return Ok(None);
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        tracing::warn!(request = id, "a snapshot request announced by the stream is not in cascade.snapshot_requests: ignoring it");
+        Ok(None)
     }
 
     fn token(&mut self) -> u64 {

@@ -201,6 +201,18 @@ pub async fn unfinished_one(
     Ok(row.as_ref().map(from_row))
 }
 
+/// Whether the request exists at all (in any state).
+pub async fn exists_request(sql: &Client, id: i64) -> Result<bool, CdcError> {
+    let row = sql
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM cascade.snapshot_requests WHERE id = $1)",
+            &[&id],
+        )
+        .await
+        .map_err(query_error("looking for a snapshot request"))?;
+    Ok(row.get(0))
+}
+
 /// The request starts (or resumes).
 pub async fn started(sql: &Client, id: i64) -> Result<(), CdcError> {
     sql.execute(
