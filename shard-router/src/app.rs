@@ -216,6 +216,10 @@ fn create_consumer(
         .set("heartbeat.interval.ms", "2000")
         // Bound the prefetch: what a stalled partition buffers before it stops fetching.
         .set("queued.max.messages.kbytes", "16384")
+        // A fetch the broker holds open waiting for data returns after this at the latest: with a
+        // broker that does not answer a held fetch as soon as data arrives, this is the router's
+        // share of commit-to-replica lag on a quiet partition.
+        .set("fetch.wait.max.ms", "20")
         .set("statistics.interval.ms", "5000");
     let consumer: RouterConsumer = config
         .kafka
