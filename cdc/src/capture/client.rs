@@ -587,6 +587,9 @@ async fn negotiate_tls(
         }
     }
     let connector = tokio_native_tls::TlsConnector::from(tls::connector(settings)?);
+    // OpenSSL reads each TLS record in two small reads (header, then body): a buffer under it
+    // turns those into few large socket reads.
+    let stream = tokio::io::BufStream::with_capacity(256 * 1024, 16 * 1024, stream);
     let stream = connector.connect(host, stream).await.map_err(|e| {
         tls::handshake_error(settings, &e).unwrap_or_else(|| {
             unreachable(std::io::Error::other(format!("TLS handshake failed: {e}")))
