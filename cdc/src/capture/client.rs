@@ -570,15 +570,7 @@ async fn negotiate_tls(
     match answer[0] {
         b'S' => {}
         b'N' if settings.mode == SslMode::Prefer => return Ok(plain(stream)),
-        b'N' => {
-            return Err(tls::invalid(
-                "sslmode",
-                format!(
-                    "the source does not accept TLS connections, and sslmode={} requires one",
-                    settings.mode.as_str()
-                ),
-            ))
-        }
+        b'N' => return Err(tls::no_tls(settings)),
         other => {
             return Err(CdcError::Protocol(format!(
                 "unexpected answer {:?} to the TLS request",
@@ -591,7 +583,7 @@ async fn negotiate_tls(
     // turns those into few large socket reads.
     let stream = tokio::io::BufStream::with_capacity(256 * 1024, 16 * 1024, stream);
     let stream = connector.connect(host, stream).await.map_err(|e| {
-        tls::handshake_error(settings, &e).unwrap_or_else(|| {
+        tls::configuration_fault(settings, &e.to_string()).unwrap_or_else(|| {
             unreachable(std::io::Error::other(format!("TLS handshake failed: {e}")))
         })
     })?;

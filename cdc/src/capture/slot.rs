@@ -58,28 +58,8 @@ fn classify_connect(
     // tokio-postgres reports TLS failures in its message; the configuration's fault stops cdc.
     let text = shared::service::error_chain(&source);
     if text.contains("TLS") || text.contains("certificate") {
-        if text.contains("server does not support TLS") {
-            return super::tls::invalid(
-                "sslmode",
-                format!(
-                    "the source does not accept TLS connections, and sslmode={} requires one",
-                    tls.mode.as_str()
-                ),
-            );
-        }
-        let lower = text.to_ascii_lowercase();
-        if lower.contains("certificate") || lower.contains("verify") || lower.contains("hostname") {
-            return super::tls::invalid(
-                if tls.root_cert.is_some() {
-                    "sslrootcert/sslmode"
-                } else {
-                    "sslmode"
-                },
-                format!(
-                    "the source's TLS certificate is not accepted with sslmode={}: {text}",
-                    tls.mode.as_str()
-                ),
-            );
+        if let Some(fault) = super::tls::configuration_fault(tls, &text) {
+            return fault;
         }
     }
     if let Some(db) = source.as_db_error() {

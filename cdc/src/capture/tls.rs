@@ -85,16 +85,23 @@ pub fn make_tls_connect(tls: &PgTls) -> Result<postgres_native_tls::MakeTlsConne
     Ok(postgres_native_tls::MakeTlsConnector::new(connector(tls)?))
 }
 
-/// Whether a failed handshake is the configuration's fault (a certificate not trusted, another
-/// host's name): then stop, naming the parameters; else (the connection dropped) retry.
-pub fn handshake_error(tls: &PgTls, error: &native_tls::Error) -> Option<CdcError> {
-    let text = error.to_string();
+/// Whether a failed TLS connection is the configuration's fault, from the failure's text (a
+/// certificate not trusted, another host's name, a server without TLS): then stop, naming the
+/// parameters; else (the connection dropped) `None`, and the caller retries.
+pub fn configuration_fault(tls: &PgTls, text: &str) -> Option<CdcError> {
+    if text.contains("server does not support TLS") {
+        return Some(no_tls(tls));
+    }
     let lower = text.to_ascii_lowercase();
-    let about_certificate = lower.contains("certificate")
-        || lower.contains("verify")
-        || lower.contains("hostname")
-        || lower.contains("self-signed")
-        || lower.contains("self signed");
+    let about_certificate = [
+        "certificate",
+        "verify",
+        "hostname",
+        "self-signed",
+        "self signed",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
     about_certificate.then(|| {
         invalid(
             if tls.root_cert.is_some() {
@@ -108,4 +115,15 @@ pub fn handshake_error(tls: &PgTls, error: &native_tls::Error) -> Option<CdcErro
             ),
         )
     })
+}
+
+/// The server answered the TLS request with no, and `sslmode` requires TLS.
+pub fn no_tls(tls: &PgTls) -> CdcError {
+    invalid(
+        "sslmode",
+        format!(
+            "the source does not accept TLS connections, and sslmode={} requires one",
+            tls.mode.as_str()
+        ),
+    )
 }
