@@ -12,6 +12,7 @@
 //!   a statement); keys are compared as the replica would for numeric and float keys (`1.0` = `1.00`,
 //!   `-0` = `0`).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -39,12 +40,31 @@ pub struct Statement {
     pub columns: Vec<usize>,
     /// How many rows the statement carries (1 for the single-row kinds).
     pub rows: usize,
+    /// The statement takes one text array per column (PostgreSQL's multi-row statements, see
+    /// [`sql::upsert`]); `binds` still hold the values row by row, [`Statement::wire_binds`] turns
+    /// them into the arrays.
+    pub columnar: bool,
 }
 
 impl Statement {
     /// The source table it applies to.
     pub fn table(&self) -> &TableName {
         &self.def.name
+    }
+
+    /// The parameters as sent: `binds`, or for a columnar statement one text array per column.
+    pub fn wire_binds(&self) -> Cow<'_, [Bind]> {
+        let width = self.columns.len();
+        if !self.columnar || width == 0 {
+            return Cow::Borrowed(&self.binds);
+        }
+        let arrays = (0..width)
+            .map(|c| {
+                let column = self.binds.iter().skip(c).step_by(width);
+                Bind::Text(sql::postgres::text_array(column))
+            })
+            .collect();
+        Cow::Owned(arrays)
     }
 
     /// The statement that empties a table.
@@ -56,6 +76,7 @@ impl Statement {
             def,
             columns: Vec::new(),
             rows: 1,
+            columnar: false,
         }
     }
 }
@@ -374,8 +395,12 @@ impl<'c> Planner<'c> {
             return;
         };
         let d = self.dialect;
+        // PostgreSQL binds one array per column: only the byte bound splits its statements.
+        let columnar = d == Dialect::Postgres;
         let mut per_statement = sql::rows_within(self.max_binds, run.columns.len());
-        if run.kind == RunKind::DeleteByKey {
+        if columnar {
+            per_statement = usize::MAX;
+        } else if run.kind == RunKind::DeleteByKey {
             per_statement = per_statement.min(sql::DELETE_ROWS_PER_STATEMENT);
         }
         for rows in chunks(&run.rows, per_statement, self.max_bytes) {
@@ -401,6 +426,9 @@ impl<'c> Planner<'c> {
                 run.columns.clone(),
                 rows.len(),
             );
+            if let Some(last) = self.out.last_mut() {
+                last.columnar = columnar;
+            }
         }
     }
 
@@ -420,6 +448,7 @@ impl<'c> Planner<'c> {
             def: Arc::clone(def),
             columns,
             rows,
+            columnar: false,
         });
     }
 }

@@ -323,6 +323,7 @@ fn ddl_statement(sql: String, def: &Arc<TableDef>) -> Statement {
         def: Arc::clone(def),
         columns: Vec::new(),
         rows: 1,
+        columnar: false,
     }
 }
 
@@ -410,6 +411,7 @@ fn fill(
         def: Arc::clone(def),
         columns: indices,
         rows: 1,
+        columnar: false,
     })
 }
 

@@ -305,9 +305,51 @@ fn deletes_by_key_keep_their_order_with_upserts() {
     );
     assert_eq!(
         out[1].sql,
-        "DELETE FROM \"public\".\"k\" WHERE \"id\" IN ($1::integer, $2::integer, $3::integer)"
+        "DELETE FROM \"public\".\"k\" WHERE (\"id\") IN (SELECT u.c0::integer FROM unnest($1::text[]) AS u(c0))"
     );
     assert_eq!(out[1].binds, [text("1"), text("2"), text("1")]);
+    assert_eq!(*out[1].wire_binds(), [text("{\"1\",\"2\",\"1\"}")]);
+    let mysql = run(MySql, &changes, 100);
+    assert_eq!(mysql[1].sql, "DELETE FROM `k` WHERE `id` IN (?, ?, ?)");
+    assert_eq!(
+        *mysql[1].wire_binds(),
+        [Bind::Int(1), Bind::Int(2), Bind::Int(1)]
+    );
+}
+
+#[test]
+fn postgres_binds_one_text_array_per_column() {
+    let changes = [
+        i(
+            "t",
+            &[
+                ("id", "1"),
+                ("s", "\"a \\\"quoted\\\" back\\\\slash\""),
+                ("n", "1.5"),
+            ],
+        ),
+        i("t", &[("id", "2"), ("s", "null"), ("n", "\"NaN\"")]),
+        i("t", &[("id", "3"), ("s", "\"NULL\""), ("n", "-2")]),
+    ];
+    let out = run(Postgres, &changes, 100);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].columnar);
+    assert!(
+        out[0]
+            .sql
+            .contains("unnest($1::text[], $2::text[], $3::text[])"),
+        "{}",
+        out[0].sql
+    );
+    assert_eq!(out[0].binds.len(), 9, "kept row by row");
+    assert_eq!(
+        *out[0].wire_binds(),
+        [
+            text("{\"1\",\"2\",\"3\"}"),
+            text(r#"{"a \"quoted\" back\\slash",NULL,"NULL"}"#),
+            text("{\"1.5\",\"NaN\",\"-2\"}"),
+        ]
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! [`super::Replica`] implementation holds a [`SqlPool`] and adds what differs (connecting,
 //! introspection).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -127,7 +128,8 @@ where
         partition: i32,
     ) -> Result<Vec<(i64, DlqPosition)>, RouterError> {
         let query = bookkeeping::select_dead_letters(self.dialect, topic, partition);
-        let q = bind_all(sqlx::query::<DB>(query.sql()), query.binds());
+        let binds = query.binds();
+        let q = bind_all(sqlx::query::<DB>(query.sql()), &binds);
         let rows = self.pool.fetch_all(q).await.map_err(|e| {
             RouterError::replica(
                 format!("reading the dead letters of {topic}/{partition}"),
@@ -245,15 +247,16 @@ fn ddl_race(error: &sqlx::Error) -> DdlRace {
 /// Statement text with its parameters: planned statements and the router's own bookkeeping.
 pub(crate) trait SqlText {
     fn sql(&self) -> &str;
-    fn binds(&self) -> &[Bind];
+    /// The parameters as sent.
+    fn binds(&self) -> Cow<'_, [Bind]>;
 }
 
 impl SqlText for Statement {
     fn sql(&self) -> &str {
         &self.sql
     }
-    fn binds(&self) -> &[Bind] {
-        &self.binds
+    fn binds(&self) -> Cow<'_, [Bind]> {
+        self.wire_binds()
     }
 }
 
@@ -268,8 +271,8 @@ impl SqlText for Bookkeeping {
     fn sql(&self) -> &str {
         &self.sql
     }
-    fn binds(&self) -> &[Bind] {
-        &self.binds
+    fn binds(&self) -> Cow<'_, [Bind]> {
+        Cow::Borrowed(&self.binds)
     }
 }
 
@@ -443,7 +446,8 @@ where
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
-    let q = bind_all(sqlx::query::<DB>(query.sql()), query.binds());
+    let binds = query.binds();
+    let q = bind_all(sqlx::query::<DB>(query.sql()), &binds);
     let Some(row) = executor.fetch_optional(q).await? else {
         return Ok(None);
     };
@@ -495,7 +499,8 @@ where
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
     let mut tx = pool.begin().await?;
-    let query = bind_all(sqlx::query::<DB>(claim.sql()), claim.binds());
+    let binds = claim.binds();
+    let query = bind_all(sqlx::query::<DB>(claim.sql()), &binds);
     let won = (&mut *tx).execute(query).await?.affected() > 0;
     if !won {
         tx.rollback().await?;
@@ -527,7 +532,8 @@ where
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
     let mut tx = pool.begin().await.map_err(StatementFailed::bookkeeping)?;
-    let query = bind_all(sqlx::query::<DB>(claim.sql()), claim.binds());
+    let binds = claim.binds();
+    let query = bind_all(sqlx::query::<DB>(claim.sql()), &binds);
     let won = (&mut *tx)
         .execute(query)
         .await
@@ -557,7 +563,8 @@ where
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
-    let query = bind_all(sqlx::query::<DB>(statement.sql()), statement.binds());
+    let binds = statement.binds();
+    let query = bind_all(sqlx::query::<DB>(statement.sql()), &binds);
     conn.execute(query).await.map(|_| ())
 }
 

@@ -158,7 +158,8 @@ pub fn add_column(dialect: Dialect, table: &TableName, column: &ColumnDef) -> St
 }
 
 /// Multi-row insert-or-update by primary key of the columns `columns` (indices into `def.columns`,
-/// which include the key). Binds: row by row, each row's values in `columns` order. Columns not in
+/// which include the key). Binds: row by row, each row's values in `columns` order; on PostgreSQL one
+/// text array per column instead (see [`postgres::unnest_select`], `rows` is not used). Columns not in
 /// `columns` are not mentioned, so the replica keeps their values (unchanged TOASTed columns).
 pub fn upsert(dialect: Dialect, def: &TableDef, columns: &[usize], rows: usize) -> String {
     let mut sql = insert(dialect, def, columns, rows);
@@ -188,6 +189,14 @@ pub fn upsert(dialect: Dialect, def: &TableDef, columns: &[usize], rows: usize) 
 
 /// Plain multi-row insert of `columns` (tables without a primary key). Binds as for [`upsert`].
 pub fn insert(dialect: Dialect, def: &TableDef, columns: &[usize], rows: usize) -> String {
+    if dialect == Dialect::Postgres {
+        return format!(
+            "INSERT INTO {} ({}) {}",
+            table_ref(dialect, &def.name),
+            column_list(dialect, def, columns),
+            postgres::unnest_select(def, columns)
+        );
+    }
     let mut p = Placeholders::new(dialect);
     let tuples: Vec<String> = (0..rows.max(1))
         .map(|_| format!("({})", p.list(def, columns).join(", ")))
@@ -201,7 +210,8 @@ pub fn insert(dialect: Dialect, def: &TableDef, columns: &[usize], rows: usize) 
 }
 
 /// Deletes rows by primary key. Binds: row by row, each row's key values in key order.
-/// One key column: `WHERE k IN (…)`. Composite keys: a row-value `IN` on MySQL, MariaDB and
+/// PostgreSQL: `WHERE (k, …) IN (SELECT … FROM unnest(…))`, one text array per key column.
+/// One key column elsewhere: `WHERE k IN (…)`. Composite keys: a row-value `IN` on MySQL, MariaDB and
 /// PostgreSQL, which they resolve with the primary-key index; SQLite plans a row-value `IN` as a
 /// table scan, so it joins a `VALUES` list to the table instead (see [`sqlite::delete_by_keys`]).
 /// Callers keep `rows` at or below [`DELETE_ROWS_PER_STATEMENT`].
@@ -209,6 +219,10 @@ pub fn delete_by_key(dialect: Dialect, def: &TableDef, rows: usize) -> String {
     let mut p = Placeholders::new(dialect);
     let table = table_ref(dialect, &def.name);
     let key = column_list(dialect, def, &def.pk);
+    if dialect == Dialect::Postgres {
+        let keys = postgres::unnest_select(def, &def.pk);
+        return format!("DELETE FROM {table} WHERE ({key}) IN ({keys})");
+    }
     if let [single] = def.pk.as_slice() {
         let list: Vec<String> = (0..rows.max(1))
             .flat_map(|_| p.list(def, &[*single]))

@@ -1,8 +1,10 @@
 //! PostgreSQL specifics: schemas, casts on parameters, and the types `=` cannot compare.
 
-use super::{quote_ident, Placeholders};
+use std::fmt::Write as _;
+
+use super::{quote_ident, Placeholders, TableDef};
 use crate::dialect::Dialect;
-use crate::types::ColumnType;
+use crate::types::{Bind, ColumnType};
 
 /// `CREATE SCHEMA IF NOT EXISTS "schema"` on PostgreSQL replicas; None elsewhere.
 pub(super) fn create_schema(dialect: Dialect, schema: &str) -> Option<String> {
@@ -31,6 +33,83 @@ pub(super) fn equals(name: &str, ty: &ColumnType, p: &mut Placeholders) -> Strin
     }
 }
 
+/// The rows of a multi-row statement as a query: `SELECT u.c0::type, … FROM unnest($1::text[], …) AS
+/// u(c0, …)`, each column's values bound as one text array ([`text_array`]) and cast as a single
+/// parameter would be.
+///
+/// Why not `VALUES ($1, $2, …), (…)`: a statement with thousands of parameters is parsed and planned
+/// again for every row count, and PostgreSQL spends more time on that than on the rows (a 5,000-row
+/// upsert took twice as long as the same rows through `unnest`). This text is the same for every
+/// batch of a table and column set, so the prepared statement and its plan are reused.
+pub(super) fn unnest_select(def: &TableDef, columns: &[usize]) -> String {
+    let mut select = String::from("SELECT ");
+    let mut arrays = String::new();
+    let mut aliases = String::new();
+    for (n, column) in columns
+        .iter()
+        .filter_map(|&i| def.columns.get(i))
+        .enumerate()
+    {
+        if n > 0 {
+            select.push_str(", ");
+            arrays.push_str(", ");
+            aliases.push_str(", ");
+        }
+        let _ = write!(select, "u.c{n}");
+        if let Some(cast) = column.ty.cast.as_deref() {
+            let _ = write!(select, "::{cast}");
+        }
+        let _ = write!(arrays, "${}::text[]", n + 1);
+        let _ = write!(aliases, "c{n}");
+    }
+    format!("{select} FROM unnest({arrays}) AS u({aliases})")
+}
+
+/// One column's values as a PostgreSQL `text[]` literal: each value quoted (backslash and double
+/// quote escaped), `NULL` unquoted, bytes in bytea's hex form. The server's array input reads back
+/// exactly the text a single parameter would have carried.
+pub(crate) fn text_array<'a>(values: impl Iterator<Item = &'a Bind>) -> String {
+    let mut out = String::from("{");
+    for (n, value) in values.enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        match value {
+            Bind::Null => out.push_str("NULL"),
+            Bind::Int(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Bind::Float(v) if v.is_nan() => out.push_str("NaN"),
+            Bind::Float(v) if v.is_infinite() && *v > 0.0 => out.push_str("Infinity"),
+            Bind::Float(v) if v.is_infinite() => out.push_str("-Infinity"),
+            Bind::Float(v) => {
+                let _ = write!(out, "{v:?}");
+            }
+            Bind::Text(text) => {
+                out.reserve(text.len() + 2);
+                out.push('"');
+                for c in text.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            }
+            Bind::Bytes(bytes) => {
+                out.reserve(bytes.len() * 2 + 5);
+                out.push_str("\"\\\\x");
+                for b in bytes {
+                    let _ = write!(out, "{b:02x}");
+                }
+                out.push('"');
+            }
+        }
+    }
+    out.push('}');
+    out
+}
+
 /// Deletes one row matching `condition`: PostgreSQL's `DELETE` has no `LIMIT`, so the row is picked
 /// by its physical address (`ctid`) in a subquery.
 pub(super) fn delete_one(table: &str, condition: &str) -> String {
@@ -41,6 +120,8 @@ pub(super) fn delete_one(table: &str, condition: &str) -> String {
 mod tests {
     use super::super::fixture::{def, weird};
     use super::super::*;
+    use super::text_array;
+    use crate::types::Bind;
 
     const P: Dialect = Dialect::Postgres;
 
@@ -81,31 +162,50 @@ mod tests {
         assert_eq!(
             upsert(P, &t, &[0, 1, 2, 4], 2),
             format!(
-                "INSERT INTO {table} (\"Ordér\", \"we\"\"ird\", \"we`ird\", \"select\") VALUES \
-                 ($1::integer, $2, $3::numeric, $4::timestamp with time zone), \
-                 ($5::integer, $6, $7::numeric, $8::timestamp with time zone) \
+                "INSERT INTO {table} (\"Ordér\", \"we\"\"ird\", \"we`ird\", \"select\") SELECT \
+                 u.c0::integer, u.c1, u.c2::numeric, u.c3::timestamp with time zone \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c0, c1, c2, c3) \
                  ON CONFLICT (\"Ordér\", \"we\"\"ird\") DO UPDATE SET \"we`ird\" = excluded.\"we`ird\", \
                  \"select\" = excluded.\"select\""
             )
         );
         assert_eq!(
             upsert(P, &t, &[0, 1], 1),
-            format!("INSERT INTO {table} (\"Ordér\", \"we\"\"ird\") VALUES ($1::integer, $2) ON CONFLICT (\"Ordér\", \"we\"\"ird\") DO NOTHING")
+            format!("INSERT INTO {table} (\"Ordér\", \"we\"\"ird\") SELECT u.c0::integer, u.c1 FROM unnest($1::text[], $2::text[]) AS u(c0, c1) ON CONFLICT (\"Ordér\", \"we\"\"ird\") DO NOTHING")
         );
         assert_eq!(
             insert(P, &t, &[3], 2),
-            format!("INSERT INTO {table} (\"\"\"Order\"\"\") VALUES ($1::jsonb), ($2::jsonb)")
+            format!("INSERT INTO {table} (\"\"\"Order\"\"\") SELECT u.c0::jsonb FROM unnest($1::text[]) AS u(c0)")
         );
         assert_eq!(
             delete_by_key(P, &t, 2),
-            format!("DELETE FROM {table} WHERE (\"Ordér\", \"we\"\"ird\") IN (($1::integer, $2), ($3::integer, $4))")
+            format!("DELETE FROM {table} WHERE (\"Ordér\", \"we\"\"ird\") IN (SELECT u.c0::integer, u.c1 FROM unnest($1::text[], $2::text[]) AS u(c0, c1))")
         );
         let one = def(P, "public", "o", &[("id", "bigint", 20)], &[0]);
         assert_eq!(
             delete_by_key(P, &one, 2),
-            "DELETE FROM \"public\".\"o\" WHERE \"id\" IN ($1::bigint, $2::bigint)"
+            "DELETE FROM \"public\".\"o\" WHERE (\"id\") IN (SELECT u.c0::bigint FROM unnest($1::text[]) AS u(c0))"
         );
         assert_eq!(delete_all(P, &t.name), format!("DELETE FROM {table}"));
+    }
+
+    #[test]
+    fn text_arrays_quote_every_value() {
+        let values = [
+            Bind::Null,
+            Bind::Text(String::new()),
+            Bind::Text("NULL".into()),
+            Bind::Text("a\"b\\c,{d}".into()),
+            Bind::Bytes(vec![0, 0xff]),
+            Bind::Int(-7),
+            Bind::Float(0.1),
+            Bind::Float(f64::NEG_INFINITY),
+        ];
+        assert_eq!(
+            text_array(values.iter()),
+            r#"{NULL,"","NULL","a\"b\\c,{d}","\\x00ff",-7,0.1,-Infinity}"#
+        );
+        assert_eq!(text_array([].iter()), "{}");
     }
 
     #[test]

@@ -63,9 +63,13 @@ fn bind_limits() {
 #[test]
 fn placeholders_count_across_rows_and_never_panic_on_bad_indices() {
     let t = weird(Postgres, "s", "t");
-    let sql = upsert(Postgres, &t, &[0, 1, 2], 3);
-    assert!(sql.contains("($7::integer, $8, $9::numeric)"), "{sql}");
-    assert!(!sql.contains("$10"));
+    // PostgreSQL: one array per column, whatever the row count.
+    let sql = upsert(Postgres, &t, &[0, 1, 2, 99], 3);
+    assert!(
+        sql.contains("SELECT u.c0::integer, u.c1, u.c2::numeric FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c0, c1, c2)"),
+        "{sql}"
+    );
+    assert!(!sql.contains("$4"));
     // Out-of-range indices are skipped; zero rows count as one.
     assert_eq!(
         insert(Sqlite, &weird(Sqlite, "public", "t"), &[0, 99], 0),
