@@ -214,8 +214,18 @@ fn create_consumer(
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "2000")
-        // Bound the prefetch: what a stalled partition buffers before it stops fetching.
-        .set("queued.max.messages.kbytes", "16384")
+        // Bound the prefetch, per partition: librdkafka stops fetching a partition once this much
+        // (decompressed) is queued, and looks again after `fetch.queue.backoff.ms` (its default,
+        // one second, stalls a drain whenever a queue fills). One fetch can still overshoot by a
+        // whole response: a response holds at most `fetch.max.bytes` *compressed* (lz4 packs
+        // wal2json-style JSON about 9:1, and a broker may ignore the per-partition bound), so that is
+        // kept small too; `message.max.bytes` only has to stay below it. A record batch larger than
+        // that is still returned whole (the consumer always makes progress).
+        .set("queued.max.messages.kbytes", "512")
+        .set("fetch.queue.backoff.ms", "5")
+        .set("fetch.max.bytes", "131072")
+        .set("max.partition.fetch.bytes", "65536")
+        .set("message.max.bytes", "131072")
         // A fetch the broker holds open waiting for data returns after this at the latest: with a
         // broker that does not answer a held fetch as soon as data arrives, this is the router's
         // share of commit-to-replica lag on a quiet partition.

@@ -51,11 +51,11 @@ pub struct Config {
     #[arg(long, env = "ROUTER_BATCH_MAX_ROWS", default_value_t = 5000)]
     pub batch_max_rows: usize,
 
-    /// Apply at most about this many bytes of row values in one replica transaction (a larger source
-    /// transaction is applied in chunks, as for --batch-max-rows). Bounds the router's memory per
-    /// partition with wide rows. Statements within it are split at 2 MiB of bound values, below
-    /// MariaDB/MySQL's max_allowed_packet.
-    #[arg(long, env = "ROUTER_BATCH_MAX_BYTES", default_value_t = 16 << 20)]
+    /// Apply at most about this many bytes of decoded row changes in one replica transaction (a larger
+    /// source transaction is applied in chunks, as for --batch-max-rows): what each partition holds
+    /// while it applies, so it bounds the router's memory per partition. Statements within it are
+    /// split at 2 MiB of bound values, below MariaDB/MySQL's max_allowed_packet.
+    #[arg(long, env = "ROUTER_BATCH_MAX_BYTES", default_value_t = 1 << 20)]
     pub batch_max_bytes: usize,
 
     /// Commit a replica transaction at most this long after its first complete source transaction
