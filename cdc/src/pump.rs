@@ -25,6 +25,9 @@ use crate::snapshot::{Chunk, Coordinator};
 use crate::trace::TxnTrace;
 use crate::transform::Transforms;
 
+/// How long after the last outstanding acknowledgement the position is confirmed.
+const CONFIRM_SOON: Duration = Duration::from_millis(10);
+
 /// How the pump paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct PumpSettings {
@@ -115,16 +118,30 @@ impl<'a, K: Sink> Pump<'a, K> {
     ) -> Result<(), CdcError> {
         let mut status_tick = tokio::time::interval(self.settings.status_interval);
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When everything sent is acknowledged, the new position is confirmed right away (after
+        // `CONFIRM_SOON`, which coalesces the acks of a burst) instead of at the next status tick:
+        // the server can recycle its WAL sooner, and a caught-up cdc shows as caught up.
+        let mut confirm_soon: Option<tokio::time::Instant> = None;
         loop {
             let in_flight = self.sink.in_flight();
             let can_read = in_flight < self.settings.max_in_flight;
+            let soon = confirm_soon.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
-                Some(ack) = self.sink.next_ack(), if in_flight > 0 => self.on_ack(ack)?,
+                Some(ack) = self.sink.next_ack(), if in_flight > 0 => {
+                    self.on_ack(ack)?;
+                    if self.sink.in_flight() == 0 && self.progress.safe() > self.reported {
+                        confirm_soon.get_or_insert_with(|| tokio::time::Instant::now() + CONFIRM_SOON);
+                    }
+                }
                 // Each report asks the server for a reply: a live connection is never silent
                 // for long, so a half-open one is noticed (see the replication client).
                 _ = status_tick.tick() => self.report(source, true).await?,
+                _ = tokio::time::sleep_until(soon), if confirm_soon.is_some() => {
+                    confirm_soon = None;
+                    self.report(source, false).await?;
+                }
                 item = source.next(), if can_read => match item? {
                     None => return Err(CdcError::StreamEnded),
                     Some(Captured::Keepalive { wal_end, reply_requested }) => {

@@ -26,10 +26,17 @@ const PARTITIONS: i32 = 4;
 struct FakeSource {
     session: SlotSession,
     shutdown: CancellationToken,
+    /// Keep the session open when the script is exhausted (a quiet source) instead of shutting down.
+    stay_when_idle: bool,
+    /// Say nothing for this long before the first line.
+    quiet_first: Option<Duration>,
 }
 
 impl ChangeSource for FakeSource {
     async fn next(&mut self) -> Result<Option<Captured>, CdcError> {
+        if let Some(quiet) = self.quiet_first.take() {
+            tokio::time::sleep(quiet).await;
+        }
         match self.session.next_item() {
             SessionItem::Line(line) => Ok(Some(Captured::Change {
                 change: decode(line.json.as_bytes(), line.at)?,
@@ -37,7 +44,9 @@ impl ChangeSource for FakeSource {
             })),
             SessionItem::Broken => Ok(None),
             SessionItem::Idle => {
-                self.shutdown.cancel();
+                if !self.stay_when_idle {
+                    self.shutdown.cancel();
+                }
                 std::future::pending().await
             }
         }
@@ -150,6 +159,8 @@ async fn session(
     let mut source = FakeSource {
         session: slot.session(cut_after),
         shutdown: shutdown.clone(),
+        stay_when_idle: false,
+        quiet_first: None,
     };
     let start = slot.confirmed();
     let transforms = Transforms::none();
@@ -217,6 +228,38 @@ fn assert_exactly_once(log: &MemoryLog, total: u64) {
     }
     all.sort_unstable();
     assert_eq!(all, (0..total).collect::<Vec<_>>(), "each row exactly once");
+}
+
+#[tokio::test]
+async fn a_caught_up_pump_confirms_without_waiting_for_the_status_interval() {
+    let slot = ScriptedSlot::new();
+    let ends = script(&slot, 3, 2);
+    let log = MemoryLog::new();
+    let mut sink = FakeSink::new(&log);
+    let shutdown = CancellationToken::new();
+    let mut source = FakeSource {
+        session: slot.session(None),
+        shutdown: shutdown.clone(),
+        stay_when_idle: true,
+        // The status timer's first (immediate) tick comes before any change.
+        quiet_first: Some(Duration::from_millis(50)),
+    };
+    let start = slot.confirmed();
+    let transforms = Transforms::none();
+    let hourly = PumpSettings {
+        status_interval: Duration::from_secs(3600),
+        ..settings()
+    };
+    let confirmed = Arc::new(AtomicU64::new(start.0));
+    let router = Router::single(PARTITIONS);
+    let mut pump = Pump::new(hourly, router, &transforms, &mut sink, start, confirmed);
+    let ran = tokio::time::timeout(Duration::from_secs(1), pump.run(&mut source, &shutdown)).await;
+    assert!(ran.is_err(), "the pump keeps running on a quiet source");
+    assert_eq!(
+        slot.confirmed(),
+        *ends.last().unwrap(),
+        "confirmed once everything was acknowledged, not an hour later"
+    );
 }
 
 #[tokio::test]
