@@ -1,19 +1,18 @@
 //! Handing messages to Kafka: an idempotent producer with `acks=all`, the topics it writes, and the
 //! delivery reports that become [`Ack`]s.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::BoxFuture;
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use futures_util::FutureExt;
-
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use shared::{FORMAT_HEADER, FORMAT_VERSION};
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::metadata::Metadata;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use shared::{Action, FORMAT_HEADER, FORMAT_VERSION};
+use tokio::sync::mpsc;
 
 use super::{Ack, SendError, Sink, Ticket};
 use crate::config::Config;
@@ -22,12 +21,71 @@ use crate::frame::Outgoing;
 
 /// A producer bound to the shards' topics (one per shard, in shard order), with the delivery reports
 /// of the messages in flight.
+///
+/// Delivery reports arrive through a channel that librdkafka's delivery callback feeds (on the
+/// producer's polling thread), rather than one future per message: a burst of reports then costs
+/// the pump one wake-up, not one per message.
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: Arc<ThreadedProducer<AckContext>>,
     topics: Vec<String>,
     partitions: Vec<i32>,
-    acks: FuturesUnordered<BoxFuture<'static, Ack>>,
+    acks: mpsc::UnboundedReceiver<Ack>,
+    in_flight: usize,
 }
+
+/// What a message in flight carries until its delivery report.
+pub struct Pending {
+    ticket: Ticket,
+    action: Action,
+    shard: usize,
+    table: Option<Arc<str>>,
+    bytes: usize,
+    sent_at: Instant,
+}
+
+/// Turns delivery reports into [`Ack`]s on the sink's channel. (Bounded by `--max-in-flight`: the
+/// pump sends nothing more while that many reports are outstanding.)
+pub struct AckContext {
+    acks: mpsc::UnboundedSender<Ack>,
+}
+
+impl ClientContext for AckContext {}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = Box<Pending>;
+
+    fn delivery(&self, report: &DeliveryResult<'_>, pending: Box<Pending>) {
+        let Pending {
+            ticket,
+            action,
+            shard,
+            table,
+            bytes,
+            sent_at,
+        } = *pending;
+        let result = match report {
+            Ok(_) => Ok(()),
+            Err((source, _)) => Err(CdcError::Delivery {
+                xid: Some(ticket.xid),
+                source: source.clone(),
+            }),
+        };
+        // The receiver is gone only when the sink was dropped: nobody waits for the report.
+        let _ = self.acks.send(Ack {
+            ticket,
+            action,
+            shard,
+            table,
+            bytes,
+            latency: sent_at.elapsed(),
+            result,
+        });
+    }
+}
+
+/// Reads a topic's metadata through an existing client, off the async workers.
+pub(crate) type MetadataReader =
+    Arc<dyn Fn(&str, Duration) -> Result<Metadata, KafkaError> + Send + Sync>;
 
 pub(crate) fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> CdcError {
     let context = context.into();
@@ -77,24 +135,31 @@ impl KafkaSink {
             .set("queue.buffering.max.messages", queue_messages.to_string())
             // Bounds the producer's memory (with --max-in-flight bounding the message count).
             .set("queue.buffering.max.kbytes", "32768");
-        let producer: FutureProducer = config
+        let (tx, acks) = mpsc::unbounded_channel();
+        let producer: ThreadedProducer<AckContext> = config
             .kafka
             .apply(&mut settings)
-            .create()
+            .create_with_context(AckContext { acks: tx })
             .map_err(kafka("cannot create the producer"))?;
+        let producer = Arc::new(producer);
+        let metadata: MetadataReader = {
+            let producer = Arc::clone(&producer);
+            Arc::new(move |topic, timeout| producer.client().fetch_metadata(Some(topic), timeout))
+        };
         let mut partitions = Vec::with_capacity(topics.len());
         for topic in &topics {
             let spec = TopicSpec {
                 partitions: config.topic_partitions,
                 compact: false,
             };
-            partitions.push(ensure_topic(config, &producer, topic, spec, timeout).await?);
+            partitions.push(ensure_topic(config, &metadata, topic, spec, timeout).await?);
         }
         Ok(KafkaSink {
             producer,
             topics,
             partitions,
-            acks: FuturesUnordered::new(),
+            acks,
+            in_flight: 0,
         })
     }
 
@@ -111,7 +176,7 @@ impl KafkaSink {
     ) -> Result<Option<crate::origin::TopicData>, CdcError> {
         for (topic, partitions) in self.topics.iter().zip(&self.partitions) {
             for partition in 0..*partitions {
-                let producer = self.producer.clone();
+                let producer = Arc::clone(&self.producer);
                 let name = topic.clone();
                 let (_, high) = tokio::task::spawn_blocking(move || {
                     producer
@@ -137,7 +202,7 @@ impl KafkaSink {
 
     /// Waits until everything handed over is acknowledged (or `timeout`).
     pub async fn flush(&self, timeout: Duration) -> Result<(), CdcError> {
-        let producer = self.producer.clone();
+        let producer = Arc::clone(&self.producer);
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
             .map_err(|e| CdcError::Protocol(format!("flush task failed: {e}")))?
@@ -174,48 +239,25 @@ impl Sink for KafkaSink {
             .topics
             .get(message.dest.shard)
             .map_or("", String::as_str);
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
-            .partition(message.dest.partition)
-            .payload(&message.payload[..])
-            .headers(headers);
+        let pending = Box::new(Pending {
+            ticket,
+            action: message.action,
+            shard: message.dest.shard,
+            table: message.table.clone(),
+            bytes: message.payload.len(),
+            sent_at: Instant::now(),
+        });
+        let mut record: BaseRecord<'_, [u8], [u8], Box<Pending>> =
+            BaseRecord::with_opaque_to(topic, pending)
+                .partition(message.dest.partition)
+                .payload(&message.payload[..])
+                .headers(headers);
         if let Some(key) = &message.key {
             record = record.key(&key[..]);
         }
-        match self.producer.send_result(record) {
-            Ok(delivery) => {
-                let sent_at = Instant::now();
-                let (action, table, bytes, shard) = (
-                    message.action,
-                    message.table.clone(),
-                    message.payload.len(),
-                    message.dest.shard,
-                );
-                self.acks.push(
-                    async move {
-                        let result = match delivery.await {
-                            Ok(Ok(_)) => Ok(()),
-                            Ok(Err((source, _))) => Err(CdcError::Delivery {
-                                xid: Some(ticket.xid),
-                                source,
-                            }),
-                            // The producer dropped the report: it was shut down.
-                            Err(_) => Err(CdcError::Delivery {
-                                xid: Some(ticket.xid),
-                                source: KafkaError::Canceled,
-                            }),
-                        };
-                        Ack {
-                            ticket,
-                            action,
-                            shard,
-                            table,
-                            bytes,
-                            latency: sent_at.elapsed(),
-                            result,
-                        }
-                    }
-                    .boxed(),
-                );
+        match self.producer.send(record) {
+            Ok(()) => {
+                self.in_flight += 1;
                 Ok(())
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -237,11 +279,18 @@ impl Sink for KafkaSink {
     }
 
     async fn next_ack(&mut self) -> Option<Ack> {
-        self.acks.next().await
+        if self.in_flight == 0 {
+            return None;
+        }
+        let ack = self.acks.recv().await;
+        if ack.is_some() {
+            self.in_flight -= 1;
+        }
+        ack
     }
 
     fn in_flight(&self) -> usize {
-        self.acks.len()
+        self.in_flight
     }
 }
 
@@ -256,12 +305,12 @@ pub(crate) struct TopicSpec {
 /// Creates `topic` if missing and returns its partition count.
 pub(crate) async fn ensure_topic(
     config: &Config,
-    producer: &FutureProducer,
+    metadata: &MetadataReader,
     topic: &str,
     spec: TopicSpec,
     timeout: Duration,
 ) -> Result<i32, CdcError> {
-    if let Some(n) = partition_count(producer, topic, timeout).await? {
+    if let Some(n) = partition_count(metadata, topic, timeout).await? {
         if n != spec.partitions {
             tracing::info!(
                 topic,
@@ -306,7 +355,7 @@ pub(crate) async fn ensure_topic(
     // Metadata can lag behind creation for a moment.
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Some(n) = partition_count(producer, topic, timeout).await? {
+        if let Some(n) = partition_count(metadata, topic, timeout).await? {
             return Ok(n);
         }
         if tokio::time::Instant::now() >= deadline {
@@ -320,17 +369,16 @@ pub(crate) async fn ensure_topic(
 }
 
 async fn partition_count(
-    producer: &FutureProducer,
+    metadata: &MetadataReader,
     topic: &str,
     timeout: Duration,
 ) -> Result<Option<i32>, CdcError> {
-    let producer = producer.clone();
+    let read = Arc::clone(metadata);
     let name = topic.to_owned();
-    let metadata =
-        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&name), timeout))
-            .await
-            .map_err(|e| CdcError::Protocol(format!("metadata task failed: {e}")))?
-            .map_err(kafka(format!("fetching metadata of topic {topic}")))?;
+    let metadata = tokio::task::spawn_blocking(move || read(&name, timeout))
+        .await
+        .map_err(|e| CdcError::Protocol(format!("metadata task failed: {e}")))?
+        .map_err(kafka(format!("fetching metadata of topic {topic}")))?;
     Ok(metadata
         .topics()
         .iter()

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::kafka::{client_config, ensure_topic, kafka, TopicSpec};
+use super::kafka::{client_config, ensure_topic, kafka, MetadataReader, TopicSpec};
 use crate::config::Config;
 use crate::error::CdcError;
 use crate::origin::OriginRecord;
@@ -39,7 +39,13 @@ impl OriginLog {
             partitions: 1,
             compact: true,
         };
-        ensure_topic(config, &producer, &topic, spec, timeout).await?;
+        let metadata: MetadataReader = {
+            let producer = producer.clone();
+            std::sync::Arc::new(move |topic, timeout| {
+                producer.client().fetch_metadata(Some(topic), timeout)
+            })
+        };
+        ensure_topic(config, &metadata, &topic, spec, timeout).await?;
         Ok(OriginLog {
             config: config.clone(),
             producer,
