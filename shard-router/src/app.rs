@@ -159,7 +159,8 @@ async fn connect_replica(
     loop {
         // Partition tasks share the pool; a few connections are plenty since each task holds one
         // only while it applies.
-        match AnyReplica::connect(&config.replica_url, 8).await {
+        let connections = crate::replica::connections(config.replica_url.dialect);
+        match AnyReplica::connect(&config.replica_url, connections as u32).await {
             Ok(r) => {
                 tracing::info!(replica = %config.replica_url, "replica connected");
                 return Ok(Some(r));
@@ -221,7 +222,7 @@ fn create_consumer(
         // wal2json-style JSON about 9:1, and a broker may ignore the per-partition bound), so that is
         // kept small too; `message.max.bytes` only has to stay below it. A record batch larger than
         // that is still returned whole (the consumer always makes progress).
-        .set("queued.max.messages.kbytes", "512")
+        .set("queued.max.messages.kbytes", "128")
         .set("fetch.queue.backoff.ms", "5")
         .set("fetch.max.bytes", "131072")
         .set("max.partition.fetch.bytes", "65536")

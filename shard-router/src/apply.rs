@@ -29,11 +29,16 @@ pub struct Applier<R = AnyReplica> {
     ddl: tokio::sync::Mutex<()>,
     /// The schema-change barriers a partition of this process passed (the latest 1024).
     passed: std::sync::Mutex<std::collections::VecDeque<(String, Lsn)>>,
+    /// Turns at the replica, one per pooled connection (SQLite: one writer): a partition takes its
+    /// turn before planning, so the partitions waiting hold their rows but not also their planned
+    /// statements.
+    writer: tokio::sync::Semaphore,
 }
 
 impl<R: Replica> Applier<R> {
     pub fn new(replica: R, topic: String) -> Result<Self, RouterError> {
         let catalog = Catalog::new(replica.dialect(), replica.collation())?;
+        let writer = tokio::sync::Semaphore::new(crate::replica::connections(replica.dialect()));
         Ok(Applier {
             replica,
             group: String::new(),
@@ -42,6 +47,7 @@ impl<R: Replica> Applier<R> {
             catalog: RwLock::new(catalog),
             ddl: tokio::sync::Mutex::new(()),
             passed: Default::default(),
+            writer,
         })
     }
 
@@ -105,6 +111,8 @@ impl<R: Replica> Applier<R> {
         flush: &Flush,
         arrival: Option<(&str, Lsn)>,
     ) -> Result<(), RouterError> {
+        // Never closed: `Err` cannot happen, and would only mean no turn-taking.
+        let _turn = self.writer.acquire().await.ok();
         self.ensure_tables(partition, &flush.rows).await?;
         let changes = flush.rows.iter().map(|r| &r.change);
         let statements = plan(&self.catalog(), changes).map_err(|e| {

@@ -403,6 +403,11 @@ impl<'c> Planner<'c> {
         } else if run.kind == RunKind::DeleteByKey {
             per_statement = per_statement.min(sql::DELETE_ROWS_PER_STATEMENT);
         }
+        if d == Dialect::Sqlite {
+            // Statements of one fixed size repeat from batch to batch, so SQLite compiles each
+            // shape once (its connection caches the compiled statement) instead of once per batch.
+            per_statement = per_statement.min(sql::SQLITE_ROWS_PER_STATEMENT);
+        }
         for rows in chunks(&run.rows, per_statement, self.max_bytes) {
             let (kind, sql) = match run.kind {
                 RunKind::Upsert => (

@@ -50,6 +50,9 @@ pub struct PgReplicationClient {
     last_heard: tokio::time::Instant,
 }
 
+/// The most plaintext one TLS record carries.
+const TLS_RECORD: usize = 16 * 1024;
+
 impl PgReplicationClient {
     /// Opens a `replication=database` connection (TLS as the URL's `sslmode` says) and
     /// authenticates. The URL's `connect_timeout` overrides `timeout`.
@@ -265,9 +268,19 @@ impl PgReplicationClient {
     }
 
     async fn fill(&mut self) -> Result<(), CdcError> {
+        // Over TLS each read is offered at most one TLS record's worth of buffer: tokio-native-tls
+        // zeroes the whole buffer it is offered before every read (`ReadBuf::initialize_unfilled`)
+        // and OpenSSL returns at most one record (16 KiB) per read, so a larger offer only costs
+        // zeroing. (The socket below reads through a 256 KiB buffer either way.)
+        let window = if self.encrypted {
+            TLS_RECORD
+        } else {
+            64 * 1024
+        };
+        self.read_buf.reserve(window);
         let n = self
             .io
-            .read_buf(&mut self.read_buf)
+            .read_buf(&mut (&mut self.read_buf).limit(window))
             .await
             .map_err(|e| self.unreachable(e))?;
         if n == 0 {

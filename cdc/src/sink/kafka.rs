@@ -133,8 +133,10 @@ impl KafkaSink {
                 config.kafka_message_timeout.as_millis().to_string(),
             )
             .set("queue.buffering.max.messages", queue_messages.to_string())
-            // Bounds the producer's memory (with --max-in-flight bounding the message count).
-            .set("queue.buffering.max.kbytes", "32768");
+            // Bounds the producer's memory (with --max-in-flight bounding the message count): 8 MiB
+            // of messages is well over what a linger of a few milliseconds batches at full speed,
+            // and a snapshot, which produces as fast as it reads, fills no more than that.
+            .set("queue.buffering.max.kbytes", "8192");
         let (tx, acks) = mpsc::unbounded_channel();
         let producer: ThreadedProducer<AckContext> = config
             .kafka

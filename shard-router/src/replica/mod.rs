@@ -183,6 +183,17 @@ pub enum AnyReplica {
     Postgres(PostgresReplica),
 }
 
+/// Connections a router keeps to its replica: partitions take turns at them (see
+/// [`crate::apply::Applier`]). Four keep two cores busy while each partition's transaction waits
+/// on the server; more only add partitions holding planned statements at once. SQLite takes one
+/// writer.
+pub fn connections(dialect: Dialect) -> usize {
+    match dialect {
+        Dialect::Sqlite => 1,
+        Dialect::MySql | Dialect::Postgres => 4,
+    }
+}
+
 impl AnyReplica {
     /// Opens a pool of at most `connections` connections, checks the replica answers and creates the
     /// bookkeeping tables if missing.

@@ -35,6 +35,10 @@ impl SqliteReplica {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(false)
+            // Each cached statement holds its compiled program; the planner keeps multi-row
+            // statements to one size (`sql::SQLITE_ROWS_PER_STATEMENT`), so a few shapes repeat and
+            // a batch's odd-sized tail does not pile up compiled programs.
+            .statement_cache_capacity(16)
             .disable_statement_logging();
         // SQLite has one writer at a time; one connection serialises the partitions' writes instead
         // of making them fail with SQLITE_BUSY.

@@ -253,6 +253,9 @@ pub fn delete_by_key(dialect: Dialect, def: &TableDef, rows: usize) -> String {
 /// rows.
 pub const DELETE_ROWS_PER_STATEMENT: usize = 1000;
 
+/// Rows per multi-row statement on SQLite (see `plan`).
+pub const SQLITE_ROWS_PER_STATEMENT: usize = 256;
+
 /// Deletes exactly one row equal to an old row (tables without a primary key, `REPLICA IDENTITY
 /// FULL`). `columns`: (index into `def.columns`, the old value is NULL). NULL columns are compared
 /// with `IS NULL` and not bound; binds: the other columns' values, in `columns` order.
