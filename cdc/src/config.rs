@@ -105,7 +105,7 @@ pub struct Config {
 
     /// Rows per snapshot chunk (one read of the source between two watermarks; the chunk is held in
     /// memory until the stream reaches its high watermark).
-    #[arg(long, env = "CDC_SNAPSHOT_CHUNK_ROWS", default_value_t = 10_000)]
+    #[arg(long, env = "CDC_SNAPSHOT_CHUNK_ROWS", default_value_t = 2_000)]
     pub snapshot_chunk_rows: usize,
 
     /// On SIGTERM/SIGINT, how long to wait for Kafka to acknowledge what is in flight.
