@@ -66,7 +66,14 @@ impl<R: Replica> Applier<R> {
 
     /// Creates the tables and columns the rows need that the replica lacks.
     async fn ensure_tables(&self, partition: i32, rows: &[Row]) -> Result<(), RouterError> {
-        let needs = |c: &Catalog| rows.iter().any(|r| c.needs_ddl(&r.change));
+        let needs = |c: &Catalog| {
+            let mut previous: Option<&shared::RowChange> = None;
+            rows.iter().any(|r| {
+                let same = previous.is_some_and(|p| crate::catalog::same_shape(p, &r.change));
+                previous = Some(&r.change);
+                !same && c.needs_ddl(&r.change)
+            })
+        };
         if !needs(&self.catalog()) {
             return Ok(());
         }

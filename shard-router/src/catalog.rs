@@ -223,6 +223,27 @@ impl Catalog {
 /// The columns a row change tells us about: the new values, then those of the old key or row not
 /// among them (a delete has only the old key; a `REPLICA IDENTITY FULL` update's old row also has
 /// unchanged TOASTed ones).
+/// Two row changes of the same table with the same key and the same columns (names and types, in
+/// order): what [`Catalog::needs_ddl`] says of one it says of the other. Consecutive rows of a batch
+/// usually are; comparing them is cheaper than looking every column up.
+pub fn same_shape(a: &RowChange, b: &RowChange) -> bool {
+    let same_columns = |x: Option<&[Column]>, y: Option<&[Column]>| match (x, y) {
+        (None, None) => true,
+        (Some(x), Some(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(c, d)| c.name == d.name && c.type_name == d.type_name)
+        }
+        _ => false,
+    };
+    a.table == b.table
+        && a.pk.len() == b.pk.len()
+        && a.pk.iter().zip(&b.pk).all(|(k, l)| k.name == l.name)
+        && same_columns(a.new_values(), b.new_values())
+        && same_columns(a.old_values(), b.old_values())
+}
+
 fn incoming(row: &RowChange) -> impl Iterator<Item = &Column> {
     let new = row.new_values().unwrap_or_default();
     let old = row.old_values().unwrap_or_default();

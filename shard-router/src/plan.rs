@@ -408,7 +408,14 @@ impl<'c> Planner<'c> {
             // shape once (its connection caches the compiled statement) instead of once per batch.
             per_statement = per_statement.min(sql::SQLITE_ROWS_PER_STATEMENT);
         }
-        for rows in chunks(&run.rows, per_statement, self.max_bytes) {
+        let sizes: Vec<usize> = chunks(&run.rows, per_statement, self.max_bytes)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        let mut remaining = run.rows.into_iter();
+        for size in sizes {
+            // Moved, not cloned: the run's rows are not needed after this.
+            let rows: Vec<Vec<Bind>> = remaining.by_ref().take(size).collect();
             let (kind, sql) = match run.kind {
                 RunKind::Upsert => (
                     StatementKind::Upsert,
@@ -423,13 +430,14 @@ impl<'c> Planner<'c> {
                     sql::delete_by_key(d, run.def, rows.len()),
                 ),
             };
+            let count = rows.len();
             self.emit(
                 kind,
                 run.def,
                 sql,
-                rows.concat(),
+                rows.into_iter().flatten().collect(),
                 run.columns.clone(),
-                rows.len(),
+                count,
             );
             if let Some(last) = self.out.last_mut() {
                 last.columnar = columnar;

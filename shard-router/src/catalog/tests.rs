@@ -261,3 +261,22 @@ fn a_replica_table_with_other_sizes_is_refused_at_first_sight() {
         .check_replica_types(&e, &[("N".to_owned(), "decimal(10,2)".to_owned())])
         .is_err());
 }
+
+#[test]
+fn rows_of_one_shape_are_told_from_rows_that_differ() {
+    let a = insert("t", &format!("{ID},{S}"));
+    assert!(same_shape(&a, &insert("t", &format!("{ID},{S}"))));
+    // Another table, another column set, another column order, another type: not the same.
+    assert!(!same_shape(&a, &insert("u", &format!("{ID},{S}"))));
+    assert!(!same_shape(&a, &insert("t", ID)));
+    assert!(!same_shape(&a, &insert("t", &format!("{S},{ID}"))));
+    let s_as_varchar = r#"{"name":"s","type":"character varying(5)","typeoid":1043,"value":"x"}"#;
+    assert!(!same_shape(
+        &a,
+        &insert("t", &format!("{ID},{s_as_varchar}"))
+    ));
+    let without_key = ev(&format!(
+        r#"{{"action":"I","schema":"public","table":"t","columns":[{ID},{S}]}}"#
+    ));
+    assert!(!same_shape(&a, &without_key));
+}
