@@ -197,16 +197,26 @@ pub fn insert(dialect: Dialect, def: &TableDef, columns: &[usize], rows: usize) 
             postgres::unnest_select(def, columns)
         );
     }
-    let mut p = Placeholders::new(dialect);
-    let tuples: Vec<String> = (0..rows.max(1))
-        .map(|_| format!("({})", p.list(def, columns).join(", ")))
-        .collect();
-    format!(
-        "INSERT INTO {} ({}) VALUES {}",
+    // MySQL's and SQLite's placeholders are not numbered: every row's tuple is the same text, built
+    // once.
+    let tuple = format!(
+        "({})",
+        Placeholders::new(dialect).list(def, columns).join(", ")
+    );
+    let rows = rows.max(1);
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
         table_ref(dialect, &def.name),
-        column_list(dialect, def, columns),
-        tuples.join(", ")
-    )
+        column_list(dialect, def, columns)
+    );
+    sql.reserve(rows * (tuple.len() + 2));
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&tuple);
+    }
+    sql
 }
 
 /// Deletes rows by primary key. Binds: row by row, each row's key values in key order.
