@@ -56,6 +56,9 @@ pub(crate) const WORKLOAD_1: &[&str] = &[
     "INSERT INTO all_types (id, big) SELECT 5, string_agg(md5(g::text), '') FROM generate_series(1, 600) g",
     // wal2json leaves the unchanged TOASTed `big` out of this update; the replica must keep it.
     "UPDATE all_types SET ii = 42 WHERE id = 5",
+    // One event (about 512 KB, incompressible) larger than a whole fetch response of the router
+    // (fetch.max.bytes = 128 KiB): Kafka still hands the record batch over whole.
+    "INSERT INTO all_types (id, big) SELECT 6, string_agg(md5(g::text), '') FROM generate_series(1, 16000) g",
     "BEGIN; INSERT INTO line_items VALUES (1, 1, 5, 'a'), (1, 2, 6, 'b'), (2, 1, 7, NULL);
        UPDATE all_types SET tx = 'changed', num = 0.5 WHERE id = 1;
        INSERT INTO \"Order\" VALUES (1, 'from-1', 'w1', 1.5), (2, 'from-2', 'w2', -0.0001); COMMIT;",
